@@ -1,0 +1,277 @@
+"""Clinical facts: the engine's only input (besides `now` and the policy).
+
+These are plain, immutable values, already mapped from FHIR by `app.facts_builder` with the help of
+`fhir_mappings` (codes, UCUM units, result picking). The engine never sees FHIR JSON, never does I/O,
+never reads the clock. Every fact keeps the FHIR reference it came from ("Observation/123") so that
+cards can cite their evidence.
+
+Units are canonical (see CANONICAL_UNITS); the builder converts and drops (as a DataProblem) what it
+cannot convert. Datetimes are timezone-aware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+
+class Analyte(StrEnum):
+    """Quantities the rules read. Values are stable ids used in value sets and evidence."""
+
+    BILIRUBIN = "bilirubin-total"
+    BILIRUBIN_INDIRECT = "bilirubin-indirect"
+    AST = "ast"
+    ALT = "alt"
+    ALP = "alkaline-phosphatase"
+    GGT = "ggt"
+    AMYLASE = "amylase"
+    LIPASE = "lipase"
+    CREATININE = "creatinine"
+    ANC = "anc"
+    PLATELETS = "platelets"
+    WBC = "wbc"
+    PERIPHERAL_BLASTS = "peripheral-blasts"  # absolute count in blood
+    MARROW_BLASTS = "marrow-blasts"  # percent of marrow nucleated cells
+    MRD = "mrd"  # fraction of marrow nucleated cells (1e-4 = 0.01 %)
+    CD22 = "cd22"  # percent of blasts CD22 positive
+    POTASSIUM = "potassium"
+    MAGNESIUM = "magnesium"
+    CALCIUM = "calcium"
+    QTC = "qtc"  # QTcF preferred; the builder records which correction in `method`
+    HEIGHT = "height"
+    WEIGHT = "weight"
+
+
+CANONICAL_UNITS: dict[Analyte, str] = {
+    Analyte.BILIRUBIN: "mg/dL",
+    Analyte.BILIRUBIN_INDIRECT: "mg/dL",
+    Analyte.AST: "U/L",
+    Analyte.ALT: "U/L",
+    Analyte.ALP: "U/L",
+    Analyte.GGT: "U/L",
+    Analyte.AMYLASE: "U/L",
+    Analyte.LIPASE: "U/L",
+    Analyte.CREATININE: "mg/dL",
+    Analyte.ANC: "10*9/L",
+    Analyte.PLATELETS: "10*9/L",
+    Analyte.WBC: "10*9/L",
+    Analyte.PERIPHERAL_BLASTS: "10*9/L",
+    Analyte.MARROW_BLASTS: "%",
+    Analyte.MRD: "1",
+    Analyte.CD22: "%",
+    Analyte.POTASSIUM: "mmol/L",
+    Analyte.MAGNESIUM: "mmol/L",
+    Analyte.CALCIUM: "mmol/L",
+    Analyte.QTC: "ms",
+    Analyte.HEIGHT: "cm",
+    Analyte.WEIGHT: "kg",
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One usable quantitative result, in the analyte's canonical unit."""
+
+    analyte: Analyte
+    value: float
+    effective: datetime
+    reference: str  # "Observation/123"
+    unit: str = ""  # canonical unit; defaults to CANONICAL_UNITS[analyte]
+    uln: float | None = None  # from referenceRange.high, converted to the canonical unit
+    lln: float | None = None  # from referenceRange.low, converted
+    comparator: str | None = None  # "<", "<=", ">", ">=" as sent; value is the bound
+    status: str = "final"  # final | amended | corrected | preliminary
+    code: str = ""  # "system|code" as sent, for evidence
+    original: str = ""  # value and unit as sent ("36 umol/L"), for evidence
+    method: str | None = None  # e.g. "QTcF", "QTcB"
+    specimen: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.unit:
+            object.__setattr__(self, "unit", CANONICAL_UNITS[self.analyte])
+
+    @property
+    def preliminary(self) -> bool:
+        return self.status == "preliminary"
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """Data that exists but could not be used, or could not be retrieved at all.
+
+    concept: an Analyte value, or one of "patient", "draft-order", "medication-history",
+    "conditions", "procedures", "medications", "reactions", "fhir-server".
+    """
+
+    concept: str
+    reason: str  # human readable: "unknown unit 'mg/ml/h'", "FHIR server answered 401"
+    reference: str | None = None
+    effective: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    id: str
+    birth_date: date | None = None
+    gender: str | None = None  # FHIR administrative gender
+
+
+@dataclass(frozen=True)
+class CycleDay:
+    """An explicit cycle/day stated on an order or administration (rule C-1)."""
+
+    cycle: int
+    day: int
+
+
+@dataclass(frozen=True)
+class DoseGiven:
+    """A completed MedicationAdministration of inotuzumab ozogamicin."""
+
+    reference: str
+    given_at: datetime
+    dose_mg: float | None = None
+    dose_mg_per_m2: float | None = None
+    explicit: CycleDay | None = None
+
+
+@dataclass(frozen=True)
+class DraftDose:
+    """The draft (or re-signed) inotuzumab ozogamicin MedicationRequest being ordered."""
+
+    reference: str  # "MedicationRequest/<id>"
+    dose_date: datetime  # clinical-rules section 0 "dose date"
+    dose_mg: float | None = None
+    dose_mg_per_m2: float | None = None
+    explicit: CycleDay | None = None
+    status: str | None = None
+    read_tolerantly: bool = False  # strict FHIR parsing failed; fields were read leniently
+    problems: tuple[str, ...] = ()  # e.g. "dose has no unit"
+
+
+@dataclass(frozen=True)
+class OtherOrder:
+    """Another order in draftOrders (not inotuzumab ozogamicin): QT drugs, live vaccines, premeds."""
+
+    reference: str
+    concepts: frozenset[str]  # value-set ids: "qt-prolonging", "live-vaccine", "corticosteroid", ...
+    display: str = ""
+    resource_type: str = "MedicationRequest"
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    """A Condition that is not refuted or entered-in-error.
+
+    concept: value-set id, e.g. "vod-sos", "severe-liver-toxicity", "gilbert-syndrome",
+    "haemolysis", "cirrhosis", "nodular-regenerative-hyperplasia", "active-hepatitis",
+    "liver-disease", "b-all", "pregnancy", "breastfeeding", "tumour-lysis".
+    """
+
+    concept: str
+    reference: str
+    clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
+    verification_status: str | None = None  # confirmed | provisional | differential | unconfirmed
+    onset: datetime | None = None
+    recorded: datetime | None = None
+    abatement: datetime | None = None
+    severity: str | None = None  # mild | moderate | severe (from Condition.severity)
+    display: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.clinical_status in (None, "active", "recurrence", "relapse")
+
+
+@dataclass(frozen=True)
+class ProcedureFact:
+    """Procedures, ServiceRequests and CarePlans by concept: "hsct", "platelet-transfusion", ...
+
+    status is the resource's own status (Procedure: preparation | in-progress | completed | ...;
+    ServiceRequest/CarePlan: draft | active | completed | revoked ...).
+    """
+
+    concept: str
+    reference: str
+    status: str
+    resource_type: str = "Procedure"
+    performed: datetime | None = None  # performed[x] start (Procedure) or occurrence (ServiceRequest)
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class ReactionFact:
+    """A prior infusion-related or hypersensitivity reaction attributed to inotuzumab ozogamicin."""
+
+    reference: str  # AdverseEvent/.. or AllergyIntolerance/..
+    kind: str  # "infusion-reaction" | "hypersensitivity"
+    severity: str | None  # mild | moderate | severe | life-threatening | None (unknown)
+    recorded: datetime | None = None
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class MedicationFact:
+    """Another medication (MedicationRequest, MedicationAdministration, MedicationStatement,
+    Immunization) with the value-set concepts it belongs to."""
+
+    reference: str
+    concepts: frozenset[str]  # "qt-prolonging", "live-vaccine", "corticosteroid", "antipyretic",
+    # "antihistamine", "uric-acid-lowering", "alkylating-agent", "hydroxyurea", ...
+    status: str
+    start: datetime | None = None
+    end: datetime | None = None
+    display: str = ""
+    resource_type: str = "MedicationRequest"
+
+
+@dataclass(frozen=True)
+class ResponseFinding:
+    """A recorded disease-response assessment (rule C-5 a/b).
+
+    response: "CR" | "CRi" | "PR" | "SD" | "PD" | "relapse" | "remission" (Condition remission, b)
+    """
+
+    response: str
+    effective: datetime | None
+    reference: str
+    mrd_negative: bool | None = None
+
+
+@dataclass(frozen=True)
+class ClinicalFacts:
+    patient: PatientInfo
+    draft: DraftDose | None = None
+    other_orders: tuple[OtherOrder, ...] = ()
+    doses_given: tuple[DoseGiven, ...] = ()  # sorted by given_at
+    measurements: tuple[Measurement, ...] = ()  # sorted by effective
+    conditions: tuple[ConditionFact, ...] = ()
+    procedures: tuple[ProcedureFact, ...] = ()
+    reactions: tuple[ReactionFact, ...] = ()
+    medications: tuple[MedicationFact, ...] = ()
+    responses: tuple[ResponseFinding, ...] = ()
+    problems: tuple[DataProblem, ...] = ()
+    # Data categories that could not be retrieved at all ("Observation", "MedicationAdministration",
+    # ...): rules needing them say so with obtain-data instead of passing.
+    unavailable: frozenset[str] = field(default_factory=frozenset)
+
+    def series(self, analyte: Analyte) -> tuple[Measurement, ...]:
+        return tuple(m for m in self.measurements if m.analyte == analyte)
+
+    def latest(
+        self, analyte: Analyte, before: datetime, *, include_preliminary: bool = False
+    ) -> Measurement | None:
+        """Latest result at or before `before` (final/amended/corrected unless asked otherwise)."""
+        best: Measurement | None = None
+        for m in self.measurements:
+            if m.analyte != analyte or m.effective > before:
+                continue
+            if m.preliminary and not include_preliminary:
+                continue
+            if best is None or m.effective >= best.effective:
+                best = m
+        return best
+
+    def problems_for(self, concept: str) -> tuple[DataProblem, ...]:
+        return tuple(p for p in self.problems if p.concept == concept)

@@ -1,0 +1,40 @@
+"""Service settings, from environment variables prefixed BESPONSA_ (see README, Configuration)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BESPONSA_", extra="ignore")
+
+    label: Literal["EU", "US"] = Field("EU", description="Label the rules follow: EU SmPC or US PI.")
+    cors_origins: str = Field("*", description="Comma-separated allowed CORS origins; '*' for any.")
+    database_url: str = Field(
+        "sqlite:///./var/besponsa-cds.db",
+        description="SQLAlchemy URL of the card and feedback store (SQLite file or PostgreSQL).",
+    )
+    embedded_fhir: bool = Field(True, description="Serve the bundled demo FHIR R4 server at /fhir.")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Base URL at which clients reach this service (used in examples and links).",
+    )
+    fhir_timeout_seconds: float = Field(
+        2.5, gt=0, description="Total time budget for FHIR server queries in one hook call."
+    )
+    fhir_max_pages: int = Field(20, ge=1, description="Most Bundle `next` pages followed per query.")
+    report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
+    log_level: str = Field("INFO", description="Python log level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    policy_file: str | None = Field(
+        None, description="JSON file overriding engine policy values (tolerances, windows, ULNs)."
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
