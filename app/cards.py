@@ -1,13 +1,68 @@
-"""Decisions -> CDS Hooks cards (stub: implemented by the cards work, issue #5)."""
+"""Decisions -> CDS Hooks 2.0 cards that act (issue #5; card contract: clinical-rules.md section 6).
+
+One card per Decision, in the engine's order. Each card carries `extension["besponsa-cds"]`
+(decision, rules, citations, evidence, label), links to the label it cites, override reasons from
+`app.overrides`, and suggestions built by `app.orders`:
+
+- correct-dose / reduce-dose: `update` of the draft order with the dose in mg (R-1, D-4, T-3)
+- hold / omit-dose / discontinue / contraindicated / consider-discontinue: `delete` of the draft
+- obtain-data (or any decision with `needed_data`): `create` ServiceRequests
+- `suggest_premedication` (E-4, I-1): `create` MedicationRequests from the premedication template
+
+No member is ever null or empty (`Card.to_json()` drops None; this module never emits [] {} "").
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from app.engine.decisions import Decision, Label
-from cds_hooks.cards import Card
+from app import orders, overrides
+from app.engine.decisions import Decision, DecisionCode, Evidence, Label
+from app.extensions import BASE
+from cds_hooks.cards import Action, Card, Coding, Link, Source, Suggestion
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "besponsa-cds"
+DECISION_SYSTEM = f"{BASE}/CodeSystem/decision"
+
+# Public label pages (stable, no deep anchors: the product-information documents have none).
+EMA_EPAR_URL = "https://www.ema.europa.eu/en/medicines/human/EPAR/besponsa"
+FDA_LABEL_URL = (
+    "https://www.accessdata.fda.gov/scripts/cder/daf/index.cfm?event=overview.process&ApplNo=761040"
+)
+LABEL_URLS: dict[Label, str] = {Label.EU: EMA_EPAR_URL, Label.US: FDA_LABEL_URL}
+SOURCE_LABELS: dict[Label, str] = {Label.EU: "besponsa-cds (EU SmPC)", Label.US: "besponsa-cds (US PI)"}
+
+DECISION_DISPLAY: dict[DecisionCode, str] = {
+    DecisionCode.DISCONTINUE: "Discontinue inotuzumab ozogamicin",
+    DecisionCode.CONTRAINDICATED: "Contraindicated",
+    DecisionCode.HOLD: "Hold dosing",
+    DecisionCode.OMIT_DOSE: "Omit this dose",
+    DecisionCode.REDUCE_DOSE: "Reduce the dose",
+    DecisionCode.CORRECT_DOSE: "Correct the dose",
+    DecisionCode.CONSIDER_DISCONTINUE: "Consider discontinuation",
+    DecisionCode.OBTAIN_DATA: "Obtain missing data",
+    DecisionCode.CAUTION: "Caution",
+    DecisionCode.PROCEED: "Proceed",
+}
+
+_DOSE_CODES = (DecisionCode.CORRECT_DOSE, DecisionCode.REDUCE_DOSE)
+# Decisions that act on the order take their rules' label exceptions as override reasons.
+_RULE_DEFAULT_CODES = (DecisionCode.HOLD, DecisionCode.OMIT_DOSE, DecisionCode.REDUCE_DOSE,
+                       DecisionCode.DISCONTINUE, DecisionCode.CONSIDER_DISCONTINUE,
+                       DecisionCode.CONTRAINDICATED)
+_CANCEL_LABELS: dict[DecisionCode, str] = {
+    DecisionCode.HOLD: "Hold: cancel this order",
+    DecisionCode.OMIT_DOSE: "Omit this dose: cancel this order",
+    DecisionCode.DISCONTINUE: "Discontinue: cancel this order",
+    DecisionCode.CONTRAINDICATED: "Contraindicated: cancel this order",
+    DecisionCode.CONSIDER_DISCONTINUE: "Cancel this order (consider discontinuation)",
+}
 
 
 @dataclass(frozen=True)
@@ -17,7 +72,228 @@ class CardContext:
     label: Label = Label.EU
     encounter_id: str | None = None
     draft_order: dict[str, Any] | None = None  # the raw draft inotuzumab MedicationRequest JSON
+    premedication_file: str | None = None  # JSON template (app/data/premedication.json shape)
 
 
 def build_cards(decisions: list[Decision], ctx: CardContext) -> list[Card]:
-    raise NotImplementedError
+    """One card per decision, in the given (engine) order."""
+    return [build_card(d, ctx) for d in decisions]
+
+
+def build_card(decision: Decision, ctx: CardContext) -> Card:
+    label = decision.label  # the label the engine followed (ctx.label is the service default)
+    suggestions = _suggestions(decision, ctx)
+    card = Card(
+        summary=_summary(decision.summary),
+        indicator=decision.indicator,  # type: ignore[arg-type]
+        detail=_detail(decision, label) or None,
+        source=Source(
+            label=SOURCE_LABELS[label],
+            url=LABEL_URLS[label],
+            topic=Coding(
+                system=DECISION_SYSTEM, code=decision.code.value,
+                display=DECISION_DISPLAY[decision.code],
+            ),
+        ),
+        suggestions=suggestions or None,
+        selectionBehavior=_selection_behavior(suggestions),
+        overrideReasons=_override_reasons(decision) or None,
+        links=_links(decision, label),
+        extension={EXTENSION_KEY: extension_payload(decision, label)},
+    )
+    return card
+
+
+def suggestion_uuids(card: Card) -> list[str]:
+    return [s.uuid for s in card.suggestions or []]
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split()) or "BESPONSA dose check"
+    return text if len(text) <= 140 else text[:139].rstrip() + "…"
+
+
+def _detail(decision: Decision, label: Label) -> str:
+    parts = [decision.detail.strip()] if decision.detail and decision.detail.strip() else []
+    if decision.code is DecisionCode.HOLD and (decision.hold_until or decision.recovery_criteria):
+        said = " ".join(parts)
+        if not all(x in said for x in _reorder_facts(decision)):  # the engine may have said it
+            parts.append(f"**Re-order:** {_reorder_condition(decision)}.")
+    if decision.needed_data:
+        _, unknown = orders.order_groups(decision.needed_data)
+        if unknown:
+            parts.append(f"No order suggested for (obtain manually): {', '.join(unknown)}.")
+    if decision.inferred:
+        parts.append(
+            "The interruption was *inferred* from administration dates (C-4). If it was not due to "
+            "toxicity, override with “Interruption not due to toxicity”."
+        )
+    if decision.citations and "source:" not in " ".join(parts).lower():
+        doc = "EU SmPC" if label is Label.EU else "US Prescribing Information"
+        parts.append(f"Source: {'; '.join(decision.citations)} ([{doc}]({LABEL_URLS[label]})).")
+    return "\n\n".join(parts)
+
+
+def _reorder_facts(decision: Decision) -> list[str]:
+    facts = [decision.hold_until.isoformat()] if decision.hold_until else []
+    return facts + ([decision.recovery_criteria] if decision.recovery_criteria else [])
+
+
+def _reorder_condition(decision: Decision) -> str:
+    bits = []
+    if decision.hold_until:
+        bits.append(f"on or after {decision.hold_until.isoformat()}")
+    if decision.recovery_criteria:
+        bits.append(f"when {decision.recovery_criteria}")
+    return " and ".join(bits)
+
+
+def _links(decision: Decision, label: Label) -> list[Link]:
+    eu = [c for c in decision.citations if c.upper().startswith(("SMPC", "EU"))]
+    us = [c for c in decision.citations if c.upper().startswith(("USPI", "US", "PI"))]
+    if not eu and not us:
+        (eu if label is Label.EU else us).append("product information")
+    links = []
+    if eu:
+        links.append(Link(label=f"EU SmPC (EMA): {', '.join(eu)}", url=EMA_EPAR_URL))
+    if us:
+        links.append(Link(label=f"US Prescribing Information (FDA): {', '.join(us)}", url=FDA_LABEL_URL))
+    return links
+
+
+def _override_reasons(decision: Decision) -> list[Coding]:
+    if decision.code is DecisionCode.PROCEED:
+        return []
+    unknown = [c for c in decision.override_reasons if c not in overrides.REASONS]
+    if unknown:
+        log.warning("decision %s names unknown override reasons %s", decision.code, unknown)
+    codes = overrides.reason_codes(
+        decision.override_reasons,
+        decision.rules if decision.code in _RULE_DEFAULT_CODES else (),
+        inferred=decision.inferred,
+        obtain_data=decision.code is DecisionCode.OBTAIN_DATA,
+    )
+    return [Coding(**overrides.coding(c)) for c in codes]
+
+
+def _selection_behavior(suggestions: list[Suggestion]) -> str | None:
+    if not suggestions:
+        return None
+    # Alternatives on the draft order itself (update / delete) exclude each other.
+    if all(a.type in ("update", "delete") for s in suggestions for a in s.actions or []):
+        return "at-most-one"
+    return "any"
+
+
+def _suggestions(decision: Decision, ctx: CardContext) -> list[Suggestion]:
+    out: list[Suggestion] = []
+    ref = orders.draft_reference(ctx.draft_order)
+    if decision.code in _DOSE_CODES and decision.dose and ctx.draft_order and ref:
+        d = decision.dose
+        resource = orders.with_dose(
+            ctx.draft_order, d, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id
+        )
+        out.append(Suggestion(
+            label=(f"Change dose to {orders.fmt_number(d.mg)} mg "
+                   f"({orders.fmt_number(d.mg_per_m2)} mg/m2 x {orders.fmt_number(d.bsa_m2, 2)} m2)"),
+            isRecommended=True,
+            actions=[Action(type="update", description=f"Update {ref}: {orders.dose_text(d)}",
+                            resource=resource)],
+        ))
+    elif decision.code in _CANCEL_LABELS and ref:
+        label = _CANCEL_LABELS[decision.code]
+        description = f"Cancel (delete) the draft order {ref}"
+        if decision.code is DecisionCode.HOLD and (decision.hold_until or decision.recovery_criteria):
+            condition = _reorder_condition(decision)
+            label = f"{label}; re-order {condition}"
+            description = f"{description}. Re-order {condition}"
+        out.append(Suggestion(
+            label=label,
+            isRecommended=True if decision.code is not DecisionCode.CONSIDER_DISCONTINUE else None,
+            actions=[Action(type="delete", description=description, resourceId=[ref])],
+        ))
+    if decision.needed_data:
+        out.extend(_obtain_data_suggestions(decision, ctx))
+    if decision.suggest_premedication:
+        out.extend(_premedication_suggestions(ctx))
+    return out
+
+
+def _obtain_data_suggestions(decision: Decision, ctx: CardContext) -> list[Suggestion]:
+    groups, unknown = orders.order_groups(decision.needed_data)
+    if unknown:
+        log.warning("no orderable for needed data %s (rules %s)", unknown, decision.rules)
+    reason = f"besponsa-cds {decision.code.value} ({', '.join(decision.rules)}): {'; '.join(decision.citations)}"
+    out = []
+    for group in groups:
+        actions = [
+            Action(
+                type="create",
+                description=f"Order {item.text}",
+                resource=orders.service_request(
+                    item, patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, now=ctx.now,
+                    reason=reason.rstrip(": "),
+                ),
+            )
+            for item in group.orderables
+        ]
+        out.append(Suggestion(label=f"Order {group.label}", isRecommended=True, actions=actions))
+    return out
+
+
+def _premedication_suggestions(ctx: CardContext) -> list[Suggestion]:
+    template = orders.load_premedication(ctx.premedication_file)
+    requests = orders.premedication_requests(
+        patient_id=ctx.patient_id, encounter_id=ctx.encounter_id, now=ctx.now, template=template
+    )
+    if not requests:
+        return []
+    actions = [
+        Action(
+            type="create",
+            description=f"Order {role} premedication: {res['medicationCodeableConcept'].get('text') or role}",
+            resource=res,
+        )
+        for role, res in requests
+    ]
+    roles = ", ".join(role for role, _ in requests)
+    return [Suggestion(label=f"Order premedication ({roles})", isRecommended=True, actions=actions)]
+
+
+# --------------------------------------------------------------------------- extension
+
+
+def evidence_json(ev: Evidence) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(ev):
+        v = getattr(ev, f.name)
+        if v is None or v == "":
+            continue
+        out[f.name] = v.isoformat() if isinstance(v, (date, datetime)) else v
+    return out
+
+
+def extension_payload(decision: Decision, label: Label) -> dict[str, Any]:
+    """`extension["besponsa-cds"]` (clinical-rules.md section 6). Empty members are omitted."""
+    payload: dict[str, Any] = {
+        "decision": decision.code.value,
+        "rules": list(decision.rules),
+        "citations": list(decision.citations),
+        "evidence": [e for e in (evidence_json(ev) for ev in decision.evidence) if e],
+        "label": label.value,
+    }
+    if decision.dose:
+        payload["dose"] = {k: v for k, v in dataclasses.asdict(decision.dose).items()
+                           if v is not None and v != ""}
+    if decision.hold_until:
+        payload["holdUntil"] = decision.hold_until.isoformat()
+    if decision.recovery_criteria:
+        payload["recoveryCriteria"] = decision.recovery_criteria
+    if decision.needed_data:
+        payload["neededData"] = list(decision.needed_data)
+    if decision.inferred:
+        payload["inferred"] = True
+    return orders.prune(payload)
