@@ -1,27 +1,138 @@
-"""FHIR R4 JSON -> ClinicalFacts (stub: implemented by the FHIR mappings work, issue #4)."""
+"""FHIR R4 JSON -> ClinicalFacts (issue #4, mapping side).
+
+Speed choice (issue #4 "Speed"): the patient's resources are read as raw JSON dicts. Observations
+are filtered by status, subject and code (a set lookup per coding) before anything is converted, and
+only matching values are converted; none is validated with fhir.resources (~0.3 ms each, too slow
+for a year of daily labs). The fields read are type-checked by hand instead. Strict R4 validation
+(fhir.resources.R4B) is applied where it matters: the draft inotuzumab ozogamicin order. When that
+fails (the CDS Hooks sandbox sends no `intent`, `category` as an object, Bundles without `type`), the
+same fields are read tolerantly (`DraftDose.read_tolerantly=True`): a draft order is never left
+unchecked. One unreadable resource gives a DataProblem and is skipped, never fatal.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from app.engine.facts import ClinicalFacts, DataProblem
+from app.engine.facts import (
+    CANONICAL_UNITS,
+    Analyte,
+    ClinicalFacts,
+    ConditionFact,
+    CycleDay,
+    DataProblem,
+    DoseGiven,
+    DraftDose,
+    Measurement,
+    MedicationFact,
+    OtherOrder,
+    PatientInfo,
+    ProcedureFact,
+    ReactionFact,
+    ResponseFinding,
+)
+from app.extensions import TREATMENT_CYCLE_DAY
+from app.terminology import (
+    CONDITION_CONCEPTS,
+    DRUG,
+    MEDICATION_CONCEPTS,
+    PROCEDURE_CONCEPTS,
+    QTC_METHODS,
+    SUBSTANCE,
+    analyte_keys,
+    is_drug,
+    medication_concepts,
+    terminology,
+)
+from fhir_mappings.codes import ValueSetIndex, codings, concept_text
+from fhir_mappings.conditions import condition_statuses, condition_usable
+from fhir_mappings.dates import effective, parse_datetime, period_start
+from fhir_mappings.observations import (
+    KEPT_STATUSES,
+    matching_elements,
+    read_value,
+    reference_limits,
+)
+from fhir_mappings.references import ResourceIndex, medication_concept, ref_of, subject_matches
+from fhir_mappings.units import UnitError, convert, quantity_ucum
+
+log = logging.getLogger(__name__)
+
+# Values outside these bounds (canonical units) are unit mix-ups, not results: codes.md 10.7 shows
+# ANC sent as cells/uL under a 10*3/uL unit (x1000). Reported as unusable, never used.
+PLAUSIBLE_MAX: dict[Analyte, float] = {
+    Analyte.ANC: 100.0,
+    Analyte.WBC: 1000.0,
+    Analyte.PLATELETS: 5000.0,
+    Analyte.PERIPHERAL_BLASTS: 1000.0,
+    Analyte.BILIRUBIN: 100.0,
+    Analyte.BILIRUBIN_INDIRECT: 100.0,
+    Analyte.CREATININE: 50.0,
+    Analyte.MARROW_BLASTS: 100.0,
+    Analyte.CD22: 100.0,
+    Analyte.MRD: 1.0,
+    Analyte.POTASSIUM: 15.0,
+    Analyte.MAGNESIUM: 10.0,
+    Analyte.CALCIUM: 10.0,
+    Analyte.QTC: 1000.0,
+    Analyte.HEIGHT: 272.0,
+    Analyte.WEIGHT: 650.0,
+}
+
+NO_LONGER_VALID = frozenset({"entered-in-error"})
+# Condition.severity (FHIR condition-severity value set, SNOMED CT).
+_SEVERITY_SNOMED = {"24484000": "severe", "6736007": "moderate", "255604002": "mild"}
+# CTCAE grades as NCIt codes (codes.md section 8).
+_CTCAE_NCIT = {
+    "C41338": "mild", "C41339": "moderate", "C41340": "severe",
+    "C41337": "life-threatening", "C48275": "life-threatening",
+}
+_SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3, "life-threatening": 4}
 
 
-def build_facts(
-    patient_id: str,
-    resources: list[dict[str, Any]],
-    draft_orders: dict[str, Any] | None,
-    now: datetime,
-    *,
-    selections: list[str] | None = None,
-    problems: list[DataProblem] | None = None,
-    unavailable: frozenset[str] = frozenset(),
-) -> ClinicalFacts:
-    raise NotImplementedError
+# ----------------------------------------------------------------------------------------------
+# Draft orders
 
 
-from dataclasses import dataclass  # noqa: E402
+def _bundle_resources(bundle: Any) -> tuple[list[dict[str, Any]], dict[str, dict], list[str]]:
+    """(resources, fullUrl -> resource, problems) of a draftOrders Bundle, read tolerantly."""
+    if bundle is None:
+        return [], {}, []
+    if isinstance(bundle, list):
+        entries = [{"resource": r} for r in bundle]
+    elif isinstance(bundle, dict) and bundle.get("resourceType") not in (None, "Bundle"):
+        entries = [{"resource": bundle}]  # a bare resource where a Bundle was expected
+    elif isinstance(bundle, dict):
+        entries = bundle.get("entry") or []
+        if not isinstance(entries, list):
+            return [], {}, ["draftOrders.entry is not a list"]
+    else:
+        return [], {}, ["draftOrders is not a Bundle"]
+    out: list[dict[str, Any]] = []
+    urls: dict[str, dict] = {}
+    problems: list[str] = []
+    for i, e in enumerate(entries):
+        r = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
+            problems.append(f"draftOrders.entry[{i}] has no resource")
+            continue
+        out.append(r)
+        if isinstance(e.get("fullUrl"), str):
+            urls[e["fullUrl"]] = r
+    return out, urls, problems
+
+
+def _order_concept(resource: dict[str, Any], index: ResourceIndex) -> dict[str, Any] | None:
+    rt = resource.get("resourceType")
+    if rt in ("MedicationRequest", "MedicationAdministration", "MedicationStatement",
+              "MedicationDispense"):
+        return medication_concept(resource, index)[0]
+    if rt == "Immunization":
+        return resource.get("vaccineCode")
+    return resource.get("code") if isinstance(resource.get("code"), dict) else None
 
 
 @dataclass(frozen=True)
@@ -40,4 +151,622 @@ class DraftOrderSummary:
 
 
 def summarize_draft_orders(draft_orders: dict[str, Any] | None) -> DraftOrderSummary:
-    raise NotImplementedError
+    """Cheap look at draftOrders (no fhir.resources parsing): which orders are inotuzumab
+    ozogamicin, and which medication classes the other orders belong to."""
+    resources, urls, problems = _bundle_resources(draft_orders)
+    index = ResourceIndex(resources, urls)
+    drug_refs: list[str] = []
+    concepts: set[str] = set()
+    for r in resources:
+        cc = _order_concept(r, index)
+        if cc is None:
+            continue
+        if is_drug(cc):
+            drug_refs.append(ref_of(r))
+        else:
+            concepts |= medication_concepts(cc)
+    return DraftOrderSummary(tuple(drug_refs), frozenset(concepts), tuple(problems))
+
+
+def _cycle_day(resource: dict[str, Any]) -> tuple[CycleDay | None, str | None]:
+    """Rule C-1 extension (app/extensions.py) on the resource or its first dosage."""
+    candidates = list(resource.get("extension") or [])
+    for d in (resource.get("dosageInstruction") or [])[:1] + [resource.get("dosage")]:
+        if isinstance(d, dict):
+            candidates += d.get("extension") or []
+    for ext in candidates:
+        if not isinstance(ext, dict) or ext.get("url") != TREATMENT_CYCLE_DAY:
+            continue
+        parts = {
+            sub.get("url"): sub.get("valuePositiveInt", sub.get("valueInteger"))
+            for sub in ext.get("extension") or ()
+            if isinstance(sub, dict)
+        }
+        cycle, day = parts.get("cycle"), parts.get("day")
+        if isinstance(cycle, int) and isinstance(day, int) and cycle >= 1 and day >= 1:
+            return CycleDay(cycle, day), None
+        return None, "treatment-cycle-day extension without a positive cycle and day"
+    return None, None
+
+
+def _dose(quantity: Any) -> tuple[float | None, float | None, str | None]:
+    """(mg, mg/m2, problem) from a dose Quantity."""
+    if not isinstance(quantity, dict):
+        return None, None, "no dose quantity"
+    v = quantity.get("value")
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None, None, "dose has no numeric value"
+    if not any(quantity.get(k) for k in ("unit", "code")):
+        return None, None, "dose has no unit"
+    try:
+        ucum = quantity_ucum(quantity)
+    except UnitError as exc:
+        return None, None, f"dose unit: {exc}"
+    for target in ("mg/m2", "mg"):
+        try:
+            return (
+                (None, convert(v, ucum, target), None) if target == "mg/m2"
+                else (convert(v, ucum, target), None, None)
+            )
+        except UnitError:
+            continue
+    return None, None, f"dose unit {ucum!r} is neither mg nor mg/m2"
+
+
+def dose_date(order: dict[str, Any], now: datetime) -> datetime:
+    """clinical-rules section 0: timing.event[0], else timing.repeat.boundsPeriod.start, else
+    authoredOn, else now."""
+    di = (order.get("dosageInstruction") or [None])[0]
+    timing = di.get("timing") if isinstance(di, dict) else None
+    if isinstance(timing, dict):
+        events = timing.get("event") or []
+        if events:
+            dt = parse_datetime(events[0])
+            if dt:
+                return dt
+        rep = timing.get("repeat")
+        if isinstance(rep, dict):
+            dt = period_start(rep.get("boundsPeriod"))
+            if dt:
+                return dt
+    return parse_datetime(order.get("authoredOn")) or now
+
+
+def _strict_json(order: dict[str, Any]) -> dict[str, Any] | None:
+    """The order validated by fhir.resources R4B and dumped back to JSON; None if invalid."""
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+    try:
+        model = MedicationRequest.model_validate(order)
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError and fhir_core errors
+        log.info("draft order %s failed strict R4 parsing, read tolerantly: %s",
+                 ref_of(order), type(exc).__name__)
+        return None
+    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+def read_draft(order: dict[str, Any], now: datetime) -> DraftDose:
+    """An inotuzumab ozogamicin MedicationRequest -> DraftDose (strict first, else tolerant)."""
+    strict = _strict_json(order)
+    data = strict if strict is not None else order
+    problems: list[str] = []
+    di = (data.get("dosageInstruction") or [None])[0]
+    dq = None
+    if isinstance(di, dict):
+        dr = (di.get("doseAndRate") or [None])[0]
+        if isinstance(dr, dict):
+            dq = dr.get("doseQuantity")
+            if dq is None and dr.get("doseRange"):
+                problems.append("dose given as a range, not a single dose")
+    mg, mg_m2, problem = _dose(dq)
+    if problem and not problems:
+        problems.append(problem)
+    explicit, ext_problem = _cycle_day(data)
+    if ext_problem:
+        problems.append(ext_problem)
+    status = data.get("status") if isinstance(data.get("status"), str) else None
+    return DraftDose(
+        reference=ref_of(order),
+        dose_date=dose_date(data, now),
+        dose_mg=mg,
+        dose_mg_per_m2=mg_m2,
+        explicit=explicit,
+        status=status,
+        read_tolerantly=strict is None,
+        problems=tuple(problems),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Observations
+
+
+# Results older than this before the first dose (or the dose date when none was given) cannot
+# change a rule: the baseline is the latest result before the first dose, every other rule reads
+# results after it, and the freshness windows before a first dose (labs 7 days, weight 30 days by
+# default) are shorter. Of the older results only the latest few per analyte are converted, so the
+# latest value before any date at or after the horizon is always there.
+HISTORY_LOOKBACK_DAYS = 45
+KEEP_BEFORE_HORIZON = 3
+
+
+def _measurements(
+    observations: list[dict[str, Any]],
+    patient_id: str,
+    idx: ValueSetIndex,
+    problems: list[DataProblem],
+    conditions: list[ConditionFact],
+    responses: list[ResponseFinding],
+    horizon: datetime | None = None,
+) -> list[Measurement]:
+    """Observations (already filtered by subject) -> Measurements: filter raw dicts by status and
+    code first; convert
+    what is at or after `horizon`, and before it only the latest KEEP_BEFORE_HORIZON per analyte."""
+    akeys = analyte_keys(idx)
+    special = {
+        k: vs for k, sets in idx.exact.items()
+        for vs in sets & {"pregnancy-status", "breastfeeding-status", "disease-response"}
+    }
+    wanted = akeys.keys() | special.keys()
+    out: list[Measurement] = []
+    older: dict[Analyte, list[tuple[datetime, str, dict, dict]]] = {}
+    def convert_one(analyte: Analyte, key: str, obs: dict, el: dict, eff: datetime | None) -> None:
+        try:
+            m = _measurement(analyte, key, obs, el, eff, problems)
+        except Exception as exc:  # noqa: BLE001 - one malformed result never breaks the rest
+            problems.append(DataProblem(analyte.value, f"unreadable result skipped ({type(exc).__name__})",
+                                        ref_of(obs), eff))
+            return
+        if m is not None:
+            out.append(m)
+
+    for obs in observations:
+        if obs.get("status") not in KEPT_STATUSES:
+            continue  # entered-in-error, cancelled, registered, unknown: ignored
+        try:
+            matches = list(matching_elements(obs, wanted))
+        except Exception:  # noqa: BLE001 - junk in code: not a result we can identify
+            problems.append(DataProblem("fhir-server", "unreadable Observation skipped", ref_of(obs)))
+            continue
+        for key, el in matches:
+            if key in special:
+                _status_observation(special[key], obs, el, idx, conditions, responses)
+                continue
+            analyte = akeys[key]
+            eff = effective(obs)
+            if horizon is not None and eff is not None and eff < horizon:
+                older.setdefault(analyte, []).append((eff, key, obs, el))
+                continue
+            convert_one(analyte, key, obs, el, eff)
+    for analyte, items in older.items():
+        items.sort(key=lambda t: t[0], reverse=True)
+        for eff, key, obs, el in items[:KEEP_BEFORE_HORIZON]:
+            convert_one(analyte, key, obs, el, eff)
+    return out
+
+
+def _measurement(
+    analyte: Analyte, key: str, obs: dict, el: dict, eff: datetime | None, problems: list[DataProblem]
+) -> Measurement | None:
+    ref = ref_of(obs)
+    vr = read_value(el)
+
+    def problem(reason: str) -> None:
+        problems.append(DataProblem(analyte.value, reason, ref, eff))
+
+    if vr.problem or vr.value is None:
+        problem(vr.problem or "coded value where a quantity is expected")
+        return None
+    if eff is None:
+        problem("no effective date")
+        return None
+    canonical = CANONICAL_UNITS[analyte]
+    substance = SUBSTANCE.get(analyte)
+    q = vr.quantity or {}
+    if not (q.get("unit") or q.get("code")):
+        problem(f"value {vr.text!r} has no unit")
+        return None
+    try:
+        ucum = quantity_ucum(q)
+        value = convert(vr.value, ucum, canonical, substance)
+    except UnitError as exc:
+        problem(f"{exc} (value {vr.text!r})")
+        return None
+    if value < 0 or value > PLAUSIBLE_MAX.get(analyte, float("inf")):
+        problem(f"implausible value {vr.text!r} = {value:g} {canonical}: check the unit")
+        return None
+    low, high = reference_limits(el)
+    return Measurement(
+        analyte=analyte,
+        value=value,
+        effective=eff,
+        reference=ref,
+        uln=_limit(high, ucum, canonical, substance) if high else None,
+        lln=_limit(low, ucum, canonical, substance) if low else None,
+        comparator=vr.comparator,
+        status=obs.get("status", "final"),
+        code=key,
+        original=vr.text,
+        method=QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
+    )
+
+
+def _limit(q: dict | None, value_ucum: str, canonical: str, substance: str | None) -> float | None:
+    """A referenceRange low/high in the canonical unit. A limit without a unit is taken in the
+    value's unit (the range describes that value); one that cannot be converted is dropped (the
+    engine then uses its documented default ULN)."""
+    if not q or not isinstance(q.get("value"), (int, float)) or isinstance(q.get("value"), bool):
+        return None
+    try:
+        ucum = quantity_ucum(q) if (q.get("unit") or q.get("code")) else value_ucum
+        return convert(q["value"], ucum, canonical, substance)
+    except UnitError:
+        return None
+
+
+def _status_observation(
+    kind: str, obs: dict, el: dict, idx: ValueSetIndex,
+    conditions: list[ConditionFact], responses: list[ResponseFinding],
+) -> None:
+    """Pregnancy/breastfeeding status and disease-response Observations (coded values)."""
+    value = el.get("valueCodeableConcept")
+    if not isinstance(value, dict):
+        return
+    sets = idx.value_sets_of(value)
+    eff = effective(obs)
+    ref = ref_of(obs)
+    if kind == "pregnancy-status" and "pregnancy" in sets:
+        conditions.append(ConditionFact("pregnancy", ref, "active", "confirmed", recorded=eff,
+                                        display=concept_text(value)))
+    elif kind == "breastfeeding-status" and "breastfeeding" in sets and "not-breastfeeding" not in sets:
+        conditions.append(ConditionFact("breastfeeding", ref, "active", "confirmed", recorded=eff,
+                                        display=concept_text(value)))
+    elif kind == "disease-response":
+        for vs in sorted(sets):
+            if vs.startswith("response-"):
+                responses.append(ResponseFinding(vs.removeprefix("response-"), eff, ref))
+                break
+
+
+# ----------------------------------------------------------------------------------------------
+# Conditions, procedures, reactions, medications
+
+
+def _condition_facts(
+    c: dict, idx: ValueSetIndex, responses: list[ResponseFinding]
+) -> list[ConditionFact]:
+    if not condition_usable(c):
+        return []
+    concepts = idx.value_sets_of(c.get("code")) & CONDITION_CONCEPTS
+    if not concepts:
+        return []
+    clinical, verification = condition_statuses(c)
+    ref = ref_of(c)
+    onset = parse_datetime(c.get("onsetDateTime")) or period_start(c.get("onsetPeriod"))
+    recorded = parse_datetime(c.get("recordedDate"))
+    abatement = parse_datetime(c.get("abatementDateTime")) or period_start(c.get("abatementPeriod"))
+    severity = None
+    sev = c.get("severity")
+    for cod in codings(sev):
+        severity = _SEVERITY_SNOMED.get(cod.get("code", "")) or severity
+    if severity is None and isinstance(sev, dict) and isinstance(sev.get("text"), str):
+        t = sev["text"].lower()
+        severity = next((s for s in ("severe", "moderate", "mild") if s in t), None)
+    display = concept_text(c.get("code"))
+    facts = [
+        ConditionFact(k, ref, clinical, verification, onset, recorded, abatement, severity, display)
+        for k in sorted(concepts)
+    ]
+    # Rule C-5 (b): the ALL Condition in remission.
+    if "b-all" in concepts and (clinical == "remission" or "all-in-remission" in concepts):
+        responses.append(ResponseFinding("remission", recorded or onset, ref))
+    return facts
+
+
+def _procedure_facts(r: dict, idx: ValueSetIndex) -> list[ProcedureFact]:
+    rt = r.get("resourceType")
+    status = r.get("status") if isinstance(r.get("status"), str) else "unknown"
+    if status in NO_LONGER_VALID:
+        return []
+    if rt == "CarePlan":
+        cc_list = [a.get("detail", {}).get("code") for a in r.get("activity") or ()
+                   if isinstance(a, dict) and isinstance(a.get("detail"), dict)]
+        cc_list += list(r.get("category") or [])
+        when = period_start(r.get("period"))
+    elif rt == "ServiceRequest":
+        cc_list = [r.get("code")]
+        when = (parse_datetime(r.get("occurrenceDateTime")) or period_start(r.get("occurrencePeriod"))
+                or parse_datetime(r.get("authoredOn")))
+    else:
+        cc_list = [r.get("code")]
+        when = parse_datetime(r.get("performedDateTime")) or period_start(r.get("performedPeriod"))
+    concepts: set[str] = set()
+    display = ""
+    for cc in cc_list:
+        found = idx.value_sets_of(cc) & PROCEDURE_CONCEPTS
+        if found and not display:
+            display = concept_text(cc)
+        concepts |= found
+    return [ProcedureFact(k, ref_of(r), status, rt, when, display) for k in sorted(concepts)]
+
+
+def _reaction_fact(r: dict, index: ResourceIndex) -> ReactionFact | None:
+    rt = r.get("resourceType")
+    if rt == "AllergyIntolerance":
+        if not condition_usable(r):  # same verificationStatus semantics (refuted, entered-in-error)
+            return None
+        substances = [r.get("code")] + [x.get("substance") for x in r.get("reaction") or ()
+                                         if isinstance(x, dict)]
+        if not any(is_drug(s) for s in substances if s):
+            return None
+        sevs = [x.get("severity") for x in r.get("reaction") or () if isinstance(x, dict)]
+        sev = max((s for s in sevs if s in _SEVERITY_RANK), key=_SEVERITY_RANK.get, default=None)
+        return ReactionFact(ref_of(r), "hypersensitivity", sev,
+                            parse_datetime(r.get("recordedDate")), concept_text(r.get("code")))
+    # AdverseEvent (R4): suspectEntity.instance -> Medication / MedicationAdministration / ...
+    if r.get("actuality") == "potential":
+        return None
+    suspect = False
+    for se in r.get("suspectEntity") or ():
+        if not isinstance(se, dict):
+            continue
+        inst = se.get("instance")
+        cc = se.get("instanceCodeableConcept")
+        if isinstance(inst, dict):
+            target = index.get(inst, r)
+            if target is not None:
+                cc = target.get("code") if target.get("resourceType") == "Medication" else (
+                    _order_concept(target, index))
+            elif isinstance(inst.get("display"), str):
+                cc = {"text": inst["display"]}
+        if cc is not None and is_drug(cc):
+            suspect = True
+    if not suspect:
+        return None
+    sev = None
+    for cc in [r.get("severity")] + [e.get("valueCodeableConcept") for e in r.get("extension") or ()
+                                     if isinstance(e, dict)]:
+        for cod in codings(cc):
+            s = _CTCAE_NCIT.get(cod.get("code", "")) or (
+                cod.get("code") if cod.get("code") in _SEVERITY_RANK else None)
+            if s and (sev is None or _SEVERITY_RANK[s] > _SEVERITY_RANK[sev]):
+                sev = s
+    text = concept_text(r.get("event")).lower()
+    kind = "hypersensitivity" if ("hypersens" in text or "anaphyla" in text) else "infusion-reaction"
+    when = parse_datetime(r.get("date")) or parse_datetime(r.get("recordedDate"))
+    return ReactionFact(ref_of(r), kind, sev, when, concept_text(r.get("event")))
+
+
+def _med_period(r: dict) -> tuple[datetime | None, datetime | None]:
+    rt = r.get("resourceType")
+    if rt == "Immunization":
+        return parse_datetime(r.get("occurrenceDateTime")), None
+    if rt == "MedicationRequest":
+        di = (r.get("dosageInstruction") or [None])[0]
+        timing = di.get("timing") if isinstance(di, dict) else None
+        rep = timing.get("repeat") if isinstance(timing, dict) else None
+        period = rep.get("boundsPeriod") if isinstance(rep, dict) else None
+        start = period_start(period) or parse_datetime(r.get("authoredOn"))
+    else:
+        period = r.get("effectivePeriod")
+        start = parse_datetime(r.get("effectiveDateTime")) or period_start(period)
+    end = parse_datetime(period.get("end")) if isinstance(period, dict) else None
+    return start, end
+
+
+def _dose_given(r: dict, problems: list[DataProblem]) -> DoseGiven | None:
+    """A completed inotuzumab MedicationAdministration (dosage.dose in mg or mg/m2; rateQuantity is
+    a rate, never a dose)."""
+    if r.get("status") != "completed":
+        return None
+    ref = ref_of(r)
+    given = effective(r, "effective")
+    if given is None:
+        problems.append(DataProblem("medication-history", "administration has no time", ref))
+        return None
+    dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
+    mg, mg_m2, problem = _dose(dosage.get("dose"))
+    if problem:
+        problems.append(DataProblem("medication-history", f"dose not usable: {problem}", ref, given))
+    explicit, ext_problem = _cycle_day(r)
+    if ext_problem:
+        problems.append(DataProblem("medication-history", ext_problem, ref, given))
+    return DoseGiven(ref, given, mg, mg_m2, explicit)
+
+
+# ----------------------------------------------------------------------------------------------
+# The builder
+
+_MED_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement", "Immunization")
+_PROC_TYPES = ("Procedure", "ServiceRequest", "CarePlan")
+_PROBLEM_CONCEPT = {
+    "Patient": "patient", "Condition": "conditions", "Procedure": "procedures",
+    "ServiceRequest": "procedures", "CarePlan": "procedures", "AdverseEvent": "reactions",
+    "AllergyIntolerance": "reactions", "MedicationAdministration": "medication-history",
+    "MedicationRequest": "medications", "MedicationStatement": "medications",
+    "Immunization": "medications", "Observation": "fhir-server",
+}
+
+
+def _patient(resources: list[dict], patient_id: str) -> PatientInfo:
+    for r in resources:
+        if r.get("id") == patient_id:
+            bd = r.get("birthDate")
+            birth: date | None = None
+            if isinstance(bd, str) and len(bd) >= 10:
+                try:
+                    birth = date.fromisoformat(bd[:10])
+                except ValueError:
+                    birth = None
+            gender = r.get("gender") if isinstance(r.get("gender"), str) else None
+            return PatientInfo(patient_id, birth, gender)
+    return PatientInfo(patient_id)
+
+
+def build_facts(
+    patient_id: str,
+    resources: list[dict[str, Any]],
+    draft_orders: dict[str, Any] | None,
+    now: datetime,
+    *,
+    selections: list[str] | None = None,
+    problems: list[DataProblem] | None = None,
+    unavailable: frozenset[str] = frozenset(),
+) -> ClinicalFacts:
+    """Raw FHIR JSON (a flat list of any resource types, and the draftOrders Bundle) -> facts.
+
+    `selections` (order-select) picks which inotuzumab draft order is checked; `problems` and
+    `unavailable` from retrieval are carried into the facts."""
+    idx = terminology()
+    probs: list[DataProblem] = list(problems or [])
+    drafts, urls, draft_problems = _bundle_resources(draft_orders)
+    probs += [DataProblem("draft-order", p) for p in draft_problems]
+
+    # Sort the patient's resources by type (deduplicated by Type/id; wrong subject dropped).
+    by_type: dict[str, list[dict]] = {}
+    seen: set[tuple[str, str]] = set()
+    queue = list(resources)
+    i = 0
+    while i < len(queue):
+        r = queue[i]
+        i += 1
+        if not isinstance(r, dict) or not isinstance(r.get("resourceType"), str):
+            probs.append(DataProblem("fhir-server", "invalid resource skipped (not a FHIR resource)"))
+            continue
+        rt = r["resourceType"]
+        if rt == "Bundle":  # a searchset that was not flattened: read its entries
+            queue.extend(_bundle_resources(r)[0])
+            continue
+        rid = r.get("id")
+        if rid:
+            if (rt, rid) in seen:
+                continue
+            seen.add((rt, rid))
+        if rt not in ("Patient", "Medication") and not subject_matches(r, patient_id):
+            continue
+        by_type.setdefault(rt, []).append(r)
+    resources = queue
+    index = ResourceIndex(resources + drafts, urls)
+
+    conditions: list[ConditionFact] = []
+    responses: list[ResponseFinding] = []
+    procedures: list[ProcedureFact] = []
+    reactions: list[ReactionFact] = []
+    medications: list[MedicationFact] = []
+    doses: list[DoseGiven] = []
+
+    def guarded(r: dict, fn) -> None:  # noqa: ANN001 - one bad resource never breaks the rest
+        try:
+            fn(r)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("skipped unreadable %s: %s", ref_of(r), type(exc).__name__)
+            probs.append(DataProblem(_PROBLEM_CONCEPT.get(r.get("resourceType", ""), "fhir-server"),
+                                     f"unreadable resource skipped ({type(exc).__name__})", ref_of(r)))
+
+    def medication(r: dict) -> None:
+        if r.get("status") in NO_LONGER_VALID:
+            return
+        rt = r["resourceType"]
+        if rt == "Immunization":
+            cc, problem = r.get("vaccineCode"), None
+        else:
+            cc, problem = medication_concept(r, index)
+        if cc is None:
+            if rt == "MedicationAdministration":
+                probs.append(DataProblem("medication-history", problem or "no medication", ref_of(r)))
+            return
+        if is_drug(cc, idx):
+            if rt == "MedicationAdministration":
+                d = _dose_given(r, probs)
+                if d:
+                    doses.append(d)
+                return
+            concepts = frozenset({DRUG})
+        else:
+            concepts = medication_concepts(cc, idx)
+            if not concepts:
+                return
+        start, end = _med_period(r)
+        medications.append(MedicationFact(ref_of(r), concepts, r.get("status") or "unknown",
+                                          start, end, concept_text(cc), rt))
+
+    for rt in _MED_TYPES:
+        for r in by_type.get(rt, []):
+            guarded(r, medication)
+    draft, others = _drafts(drafts, index, idx, now, selections, probs)
+
+    # Observations last: the first dose given bounds how far back results are converted.
+    anchor = min([d.given_at for d in doses] + [draft.dose_date if draft else now])
+    measurements = _measurements(by_type.get("Observation", []), patient_id, idx, probs,
+                                 conditions, responses,
+                                 horizon=anchor - timedelta(days=HISTORY_LOOKBACK_DAYS))
+    for r in by_type.get("Condition", []):
+        guarded(r, lambda c: conditions.extend(_condition_facts(c, idx, responses)))
+    for rt in _PROC_TYPES:
+        for r in by_type.get(rt, []):
+            guarded(r, lambda p: procedures.extend(_procedure_facts(p, idx)))
+    for rt in ("AdverseEvent", "AllergyIntolerance"):
+        for r in by_type.get(rt, []):
+            guarded(r, lambda a: (f := _reaction_fact(a, index)) and reactions.append(f))
+
+    return ClinicalFacts(
+        patient=_patient(by_type.get("Patient", []), patient_id),
+        draft=draft,
+        other_orders=tuple(others),
+        doses_given=tuple(sorted(doses, key=lambda d: d.given_at)),
+        measurements=tuple(sorted(measurements, key=lambda m: m.effective)),
+        conditions=tuple(conditions),
+        procedures=tuple(procedures),
+        reactions=tuple(reactions),
+        medications=tuple(medications),
+        responses=tuple(responses),
+        problems=tuple(probs),
+        unavailable=frozenset(unavailable),
+    )
+
+
+def _drafts(
+    drafts: list[dict], index: ResourceIndex, idx: ValueSetIndex, now: datetime,
+    selections: list[str] | None, probs: list[DataProblem],
+) -> tuple[DraftDose | None, list[OtherOrder]]:
+    drug_orders: list[dict] = []
+    others: list[OtherOrder] = []
+    for r in drafts:
+        try:
+            cc = _order_concept(r, index)
+            if cc is not None and is_drug(cc, idx):
+                if r.get("resourceType") == "MedicationRequest":
+                    drug_orders.append(r)
+                continue
+            concepts = (idx.value_sets_of(cc) & (MEDICATION_CONCEPTS | PROCEDURE_CONCEPTS)
+                        if cc is not None else frozenset())
+            others.append(OtherOrder(ref_of(r), frozenset(concepts), concept_text(cc),
+                                     r.get("resourceType", "")))
+        except Exception as exc:  # noqa: BLE001
+            probs.append(DataProblem("draft-order", f"unreadable draft order ({type(exc).__name__})",
+                                     ref_of(r)))
+    if not drug_orders:
+        return None, others
+    selected = [o for o in drug_orders if selections and ref_of(o) in selections]
+    chosen = (selected or drug_orders)[0]
+    if len(drug_orders) > 1:
+        probs.append(DataProblem(
+            "draft-order", f"{len(drug_orders)} inotuzumab ozogamicin orders; checked {ref_of(chosen)}",
+            ref_of(chosen)))
+    try:
+        return read_draft(chosen, now), others
+    except Exception as exc:  # noqa: BLE001 - never leave the order unchecked: say it is unreadable
+        probs.append(DataProblem("draft-order", f"draft order unreadable ({type(exc).__name__})",
+                                 ref_of(chosen)))
+        return DraftDose(ref_of(chosen), now, read_tolerantly=True,
+                         problems=("draft order could not be read",)), others
+
+
+def warm() -> None:
+    """Load terminology, the UCUM registry and the R4B MedicationRequest model (startup, ~1.5 s)."""
+    from fhir.resources.R4B.medicationrequest import MedicationRequest  # noqa: F401
+
+    from fhir_mappings.units import warm as warm_units
+
+    analyte_keys(terminology())
+    warm_units()

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BESPONSA_", extra="ignore")
 
+    host: str = Field("127.0.0.1", description="Interface `besponsa-cds serve` binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `besponsa-cds serve` listens on.")
     label: Literal["EU", "US"] = Field("EU", description="Label the rules follow: EU SmPC or US PI.")
     cors_origins: str = Field("*", description="Comma-separated allowed CORS origins; '*' for any.")
     database_url: str = Field(
@@ -28,10 +30,22 @@ class Settings(BaseSettings):
     )
     fhir_max_pages: int = Field(20, ge=1, description="Most Bundle `next` pages followed per query.")
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
+    premedication_file: str | None = Field(
+        None,
+        description="JSON premedication template offered on premedication cards (shape of app/data/premedication.json).",
+    )
     log_level: str = Field("INFO", description="Python log level.")
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     policy_file: str | None = Field(
         None, description="JSON file overriding engine policy values (tolerances, windows, ULNs)."
+    )
+    qt_drugs_file: str | None = Field(
+        None,
+        description="CSV replacing the bundled QT-prolonging drug list (app/terminology/qt_prolonging.csv).",
+    )
+    value_sets_file: str | None = Field(
+        None,
+        description="Extra value-set CSV (same columns) added to the bundled ones, e.g. local lab codes.",
     )
 
 
