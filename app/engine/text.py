@@ -1,0 +1,66 @@
+"""Shared formatting for decision summaries and Markdown details."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from app.engine.decisions import Evidence, Label
+
+SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    """0.5 -> "0.5", 0.375 -> "0.375", 1.4700 -> "1.47", 2.0 -> "2"; None -> "?"."""
+    if x is None:
+        return "?"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.{digits}f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
+
+
+def mg(x: float | None) -> str:
+    return f"{num(x, 2)} mg"
+
+
+def mg_m2(x: float | None) -> str:
+    return f"{num(x, 3)} mg/m2"
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{num(100 * x, digits)} %"
+
+
+def day_str(x: datetime | date | None) -> str:
+    if x is None:
+        return "?"
+    return (x.date() if isinstance(x, datetime) else x).isoformat()
+
+
+def summary(text: str) -> str:
+    """A summary under 140 characters (CDS Hooks 2.0 card summary)."""
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def evidence_table(evidence: Iterable[Evidence]) -> str:
+    """Markdown evidence table, the same columns as the toxicity rules' cards (finding, value,
+    unit, ULN, x ULN, CTCAE grade, date, source, note)."""
+    from app.engine.rules.decision_text import evidence_table as table
+
+    return table(evidence)
+
+
+def detail(*parts: str | None, citations: Iterable[str] = (), notes: Iterable[str] = (),
+           label: Label = Label.EU) -> str:
+    """Markdown detail: paragraphs, then how the course was read, then the citation line."""
+    out = [p for p in parts if p]
+    notes = [n for n in notes if n]
+    if notes:
+        out.append("How the course was read:\n" + "\n".join(f"- {n}" for n in notes))
+    cites = ", ".join(citations)
+    if cites:
+        src = "US Prescribing Information" if label == Label.US else "EU SmPC"
+        out.append(f"_Source: {cites} ({src})._")
+    return "\n\n".join(out)
