@@ -1,0 +1,1 @@
+"""Demo data files (package so that the JSON files ship in the wheel)."""
