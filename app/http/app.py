@@ -1,0 +1,141 @@
+"""The FastAPI application: `create_app(settings)`; uvicorn runs `app.http.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from app import __version__, facts_builder
+from app.discovery import SERVICES
+from app.engine.policy import load_policy
+from app.http import feedback, report
+from app.http.errors import install_error_handlers
+from app.http.hooks import router as hooks_router
+from app.logging_setup import configure_logging
+from app.settings import Settings, get_settings
+from cds_hooks.request import CDSRequest, OrderSelectContext, OrderSignContext, PatientViewContext
+
+
+DESCRIPTION = """CDS Hooks 2.0 service checking inotuzumab ozogamicin (BESPONSA) orders against the
+label's regimen and dose-modification rules (EU SmPC by default, US PI selectable).
+
+Services: `besponsa-order-sign`, `besponsa-order-select`, `besponsa-patient-view`. Every card
+carries `extension["besponsa-cds"]` with its decision, rules, citations, evidence and label."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    facts_builder.warm()  # terminology, UCUM, FHIR models: ~1 s once, not on the first hook call
+    if getattr(app.state, "policy", None) is None:
+        app.state.policy = load_policy(settings.policy_file)
+    opened = getattr(app.state, "store", None) is None
+    if opened:
+        from app.storage import open_store
+
+        app.state.store = open_store(settings.database_url)
+    try:
+        yield
+    finally:
+        close = getattr(app.state.store, "close", None) if opened else None
+        if callable(close):
+            close()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the request models (the body is validated by hand, see hooks.py)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in (CDSRequest, PatientViewContext, OrderSignContext, OrderSelectContext)],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(defs["$defs"])
+    # Validation errors are answered 400 (errors.py), never FastAPI's 422.
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    app.openapi_schema = doc
+    return doc
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = FastAPI(
+        title="besponsa-cds",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.services = SERVICES
+    install_error_handlers(app)
+
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Accept"],
+        max_age=600,
+    )
+    app.add_middleware(_AccessLog)
+
+    app.include_router(hooks_router)
+    app.include_router(feedback.router)  # POST /cds-services/{id}/feedback
+    if settings.report_endpoint:
+        app.include_router(report.router)  # GET /governance/report
+    if settings.embedded_fhir:
+        from app.demo.fhir_server import router as fhir_router  # only loaded when served
+
+        app.include_router(fhir_router, prefix="/fhir", include_in_schema=False)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+class _AccessLog:
+    """One log line per request: method, path (no query string), status, duration."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.log = logging.getLogger("besponsa_cds.access")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def _send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            self.log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )

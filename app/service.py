@@ -1,0 +1,168 @@
+"""One hook call, end to end: relevance, prefetch, retrieval, facts, engine, cards, storage.
+
+`now` is the request time, taken once by the HTTP layer; nothing below reads the clock. The other
+modules are called through their modules (`facts_builder.build_facts`, ...) so tests can replace them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from app import cards as cards_module
+from app import engine, facts_builder, retrieval
+from app.engine.decisions import Label
+from app.engine.facts import DataProblem
+from app.engine.policy import Policy
+from app.prefetch_queries import REQUIRED_KEYS
+from app.settings import Settings
+from cds_hooks.discovery import ServiceDefinition
+from cds_hooks.orders import find_resource, narrow_to_selections
+from cds_hooks.prefetch import fill_templates
+from cds_hooks.request import CDSRequest, PatientViewContext
+
+log = logging.getLogger("besponsa_cds.service")
+
+ORDER_HOOKS = frozenset({"order-sign", "order-select"})
+
+
+class HookCallError(Exception):
+    """A hook call answered with an error status and a JSON body (400, 404, 412)."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": error, "message": message, **extra}
+
+
+@dataclass
+class HookResult:
+    cards: list[dict[str, Any]]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round((now - self._last) * 1000, 1)
+        self._last = now
+
+
+async def run_hook(
+    service: ServiceDefinition,
+    request: CDSRequest,
+    context: PatientViewContext,
+    *,
+    settings: Settings,
+    policy: Policy,
+    store: Any,
+    now: datetime,
+) -> HookResult:
+    watch = _Stopwatch()
+    draft_orders: dict[str, Any] | None = getattr(context, "draftOrders", None)
+    selections: list[str] | None = getattr(context, "selections", None)
+
+    # (a) Orders for other drugs: no cards and no fetching, never in the way of the order.
+    if service.hook in ORDER_HOOKS:
+        considered = narrow_to_selections(draft_orders, selections) if selections else draft_orders
+        if not considered.get("entry"):  # selections matching no entry: check every draft order
+            considered = draft_orders
+        summary = facts_builder.summarize_draft_orders(considered)
+        watch.lap("relevance")
+        if not summary.relevant:
+            return HookResult(cards=[], timings_ms=watch.timings)
+
+    # (b) Prefetch templates; a template whose token cannot be filled is reported, not sent.
+    templates = service.prefetch or {}
+    filled = fill_templates(templates, context.model_dump(exclude_none=True))
+    prefetch = {k: v for k, v in (request.prefetch or {}).items() if k in templates}
+    unreachable = {k for k in filled.unfilled if k not in prefetch}
+    extra_problems = [
+        DataProblem(
+            concept="fhir-server",
+            reason=f"prefetch '{k}' was not sent and its query needs {', '.join(filled.unfilled[k])}",
+        )
+        for k in sorted(unreachable)
+    ]
+
+    # (c) Prefetch as sent, the rest from fhirServer; required data with neither way -> 412.
+    try:
+        retrieved = await retrieval.collect(
+            prefetch,
+            filled.queries,
+            fhir_server=request.fhirServer,
+            access_token=request.access_token,
+            required=(REQUIRED_KEYS & templates.keys()) - unreachable,
+            timeout_seconds=settings.fhir_timeout_seconds,
+            max_pages=settings.fhir_max_pages,
+        )
+    except retrieval.RequiredDataUnavailable as exc:
+        raise HookCallError(
+            412,
+            "required_data_unavailable",
+            exc.reason,
+            keys=sorted(exc.keys),
+            details=[{"field": f"prefetch.{k}", "message": exc.reason} for k in sorted(exc.keys)],
+        ) from exc
+    watch.lap("retrieval")
+
+    # (d) FHIR -> facts; (e) the engine.
+    label = Label(settings.label)
+    facts = facts_builder.build_facts(
+        context.patientId,
+        retrieved.resources,
+        draft_orders,
+        now,
+        selections=selections,
+        problems=[*retrieved.problems, *extra_problems],
+        unavailable=frozenset(retrieved.unavailable | unreachable),
+    )
+    watch.lap("facts")
+    decisions = engine.evaluate(facts, now, policy, label)
+    watch.lap("engine")
+
+    # (f) Decisions -> cards.
+    draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None
+    card_context = cards_module.CardContext(
+        patient_id=context.patientId,
+        now=now,
+        label=label,
+        encounter_id=context.encounterId,
+        draft_order=draft,
+    )
+    cards = cards_module.build_cards(decisions, card_context)
+    watch.lap("cards")
+
+    # (g) Storage for feedback and governance: a failure is logged, the cards still go out.
+    try:
+        await run_in_threadpool(  # database I/O off the event loop
+            store.record_cards,
+            service_id=service.id,
+            hook_instance=str(request.hookInstance),
+            patient_id=context.patientId,
+            cards=cards,
+            decisions=decisions,
+            now=now,
+        )
+    except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
+        log.error(
+            "card storage failed",
+            extra={
+                "hookInstance": str(request.hookInstance),
+                "service": service.id,
+                "error_type": type(exc).__name__,
+            },
+        )
+    watch.lap("store")
+
+    # (h) The response body.
+    return HookResult(cards=[card.to_json() for card in cards], timings_ms=watch.timings)
