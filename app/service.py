@@ -138,6 +138,7 @@ async def run_hook(
         label=label,
         encounter_id=context.encounterId,
         draft_order=draft,
+        premedication_file=settings.premedication_file,
     )
     cards = cards_module.build_cards(decisions, card_context)
     watch.lap("cards")

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from app import __version__, facts_builder
+from app import __version__, facts_builder, fhir_client
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
 from app.http import feedback, report
@@ -42,9 +42,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.storage import open_store
 
         app.state.store = open_store(settings.database_url)
+    own_fhir = f"{settings.public_base_url.rstrip('/')}/fhir" if settings.embedded_fhir else None
+    if own_fhir:  # a hook whose fhirServer is this service's demo server is answered in process
+        fhir_client.route_to_asgi(own_fhir, app)
     try:
         yield
     finally:
+        if own_fhir:
+            fhir_client.unroute(own_fhir)
+        await fhir_client.aclose()
         close = getattr(app.state.store, "close", None) if opened else None
         if callable(close):
             close()
