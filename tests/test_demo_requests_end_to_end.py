@@ -1,7 +1,7 @@
 """Each demo order-sign request, fired at the whole app with fhirServer = the embedded server.
 
 The expected decisions come from the rule catalogue (app/demo/README.md), not from running the code.
-The embedded server is reached in process (app.fhir_client.route_to_asgi), as the service does
+The embedded server is reached in process: the app routes its own public_base_url + "/fhir" to itself
 when fhirServer points at itself.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app import fhir_client
 from app.demo import demo_request
 from app.demo.fhir_server import set_store
 
@@ -50,7 +49,7 @@ def responses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, di
     db = Path(tmp_path_factory.mktemp("db")) / "cards.db"
     app = create_app(Settings(database_url=f"sqlite:///{db}", log_level="WARNING"))
     set_store(None)  # the demo patients, dated relative to now (as the service's own clock)
-    fhir_client.route_to_asgi(f"{SERVICE}/fhir", app)
+    # No routing here: the app's lifespan serves its own public_base_url + "/fhir" in process.
 
     async def fire_all() -> dict[str, dict[str, Any]]:
         out = {}
@@ -70,7 +69,6 @@ def responses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, di
     try:
         yield asyncio.run(fire_all())
     finally:
-        fhir_client.unroute(f"{SERVICE}/fhir")
         set_store(None)
 
 
