@@ -16,7 +16,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cds_hooks.request import error_details  # noqa: F401  (re-exported: one error shape for every route)
 
 
 class _Model(BaseModel):
@@ -83,15 +85,3 @@ class FeedbackItem(_Model):
 
 class FeedbackRequest(_Model):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)
-
-
-def error_details(exc: ValidationError) -> list[dict[str, str]]:
-    """pydantic errors -> [{"field": "feedback[0].outcome", "message": ...}] (no input echoed)."""
-    out = []
-    for err in exc.errors(include_input=False, include_url=False):
-        field = ""
-        for part in err["loc"]:
-            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-        message = err["msg"].removeprefix("Value error, ")
-        out.append({"field": field or "body", "message": message})
-    return out
