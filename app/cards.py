@@ -82,11 +82,18 @@ def build_cards(decisions: list[Decision], ctx: CardContext) -> list[Card]:
 
 def build_card(decision: Decision, ctx: CardContext) -> Card:
     label = decision.label  # the label the engine followed (ctx.label is the service default)
-    suggestions = _suggestions(decision, ctx)
+    detail = _detail(decision, label)
+    try:
+        suggestions = _suggestions(decision, ctx)
+    except Exception as exc:  # noqa: BLE001 - a draft too malformed to rewrite: the card still goes out
+        log.warning("suggestions not built for %s: %s", decision.code.value, type(exc).__name__)
+        suggestions = []
+        detail += ("\n\n**No suggestion could be built**: the draft order could not be rewritten "
+                   "automatically. Change the order by hand as this card says.")
     card = Card(
         summary=_summary(decision.summary),
         indicator=decision.indicator,  # type: ignore[arg-type]
-        detail=_detail(decision, label) or None,
+        detail=detail or None,
         source=Source(
             label=SOURCE_LABELS[label],
             url=LABEL_URLS[label],

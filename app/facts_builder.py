@@ -320,15 +320,10 @@ def _measurements(
         if m is not None:
             out.append(m)
 
-    for obs in observations:
+    def classify(obs: dict) -> None:
         if obs.get("status") not in KEPT_STATUSES:
-            continue  # entered-in-error, cancelled, registered, unknown: ignored
-        try:
-            matches = list(matching_elements(obs, wanted))
-        except Exception:  # noqa: BLE001 - junk in code: not a result we can identify
-            problems.append(DataProblem("fhir-server", "unreadable Observation skipped", ref_of(obs)))
-            continue
-        for key, el in matches:
+            return  # entered-in-error, cancelled, registered, unknown: ignored
+        for key, el in list(matching_elements(obs, wanted)):
             if key in special:
                 _status_observation(special[key], obs, el, idx, conditions, responses)
                 continue
@@ -338,6 +333,14 @@ def _measurements(
                 older.setdefault(analyte, []).append((eff, key, obs, el))
                 continue
             convert_one(analyte, key, obs, el, eff)
+
+    for obs in observations:
+        try:
+            classify(obs)
+        except Exception as exc:  # noqa: BLE001 - members of the wrong JSON type: skip, say so
+            problems.append(DataProblem("fhir-server",
+                                        f"unreadable Observation skipped ({type(exc).__name__})",
+                                        ref_of(obs)))
     for analyte, items in older.items():
         items.sort(key=lambda t: t[0], reverse=True)
         for eff, key, obs, el in items[:KEEP_BEFORE_HORIZON]:
@@ -638,11 +641,18 @@ def build_facts(
             queue.extend(_bundle_resources(r)[0])
             continue
         rid = r.get("id")
-        if rid:
-            if (rt, rid) in seen:
+        try:
+            if rid is not None and not isinstance(rid, str):
+                raise TypeError("id is not a string")
+            if rid:
+                if (rt, rid) in seen:
+                    continue
+                seen.add((rt, rid))
+            if rt not in ("Patient", "Medication") and not subject_matches(r, patient_id):
                 continue
-            seen.add((rt, rid))
-        if rt not in ("Patient", "Medication") and not subject_matches(r, patient_id):
+        except Exception as exc:  # noqa: BLE001 - an id or subject of the wrong JSON type
+            probs.append(DataProblem("fhir-server",
+                                     f"unreadable {rt} skipped ({type(exc).__name__})", ref_of(r)))
             continue
         by_type.setdefault(rt, []).append(r)
     resources = queue

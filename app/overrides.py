@@ -39,7 +39,7 @@ _REASONS: tuple[OverrideReason, ...] = (
         "SmPC 4.2 Table 2; USPI 2.3 Table 2",
     ),
     OverrideReason(
-        "interruption-not-toxicity",
+        "interruption-not-due-to-toxicity",
         "Interruption not due to toxicity",
         "The dosing interruption was not due to toxicity (e.g. scheduling); the interruption-"
         "duration rules apply only to interruptions due to toxicity.",
@@ -91,10 +91,10 @@ RULE_DEFAULTS: dict[str, tuple[str, ...]] = {
     "H-5": ("due-to-underlying-disease",),
     "L-2": ("gilbert-or-haemolysis",),
     "L-3": ("not-besponsa-related",),
-    "T-1": ("interruption-not-toxicity",),
-    "T-2": ("interruption-not-toxicity",),
-    "T-3": ("interruption-not-toxicity", "not-besponsa-related"),
-    "T-4": ("interruption-not-toxicity",),
+    "T-1": ("interruption-not-due-to-toxicity",),
+    "T-2": ("interruption-not-due-to-toxicity",),
+    "T-3": ("interruption-not-due-to-toxicity", "not-besponsa-related"),
+    "T-4": ("interruption-not-due-to-toxicity",),
     "E-5": ("data-verified-elsewhere",),
 }
 
@@ -111,7 +111,7 @@ def reason_codes(
     for rule in rules:
         ordered.extend(RULE_DEFAULTS.get(rule, ()))
     if inferred:  # C-4: cards built on an inferred interruption offer this reason
-        ordered.append("interruption-not-toxicity")
+        ordered.append("interruption-not-due-to-toxicity")
     if obtain_data:
         ordered.append("data-verified-elsewhere")
     ordered.extend(GENERIC)

@@ -91,7 +91,7 @@ def test_inferred_interruption_offers_not_due_to_toxicity() -> None:
     d = Decision(code=DecisionCode.OMIT_DOSE, rules=("T-2",), citations=("SmPC 4.2 Table 4",),
                  summary="Omit: interruption of 8 days", detail="x", inferred=True)
     card = build_cards([d], CTX)[0].to_json()
-    assert card["overrideReasons"][0]["code"] == "interruption-not-toxicity"
+    assert card["overrideReasons"][0]["code"] == "interruption-not-due-to-toxicity"
     assert "inferred" in card["detail"] and card["extension"]["besponsa-cds"]["inferred"] is True
 
 
