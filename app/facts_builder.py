@@ -13,8 +13,11 @@ unchecked. One unreadable resource gives a DataProblem and is skipped, never fat
 from __future__ import annotations
 
 import logging
+import math
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from app.engine.facts import (
@@ -57,7 +60,7 @@ from fhir_mappings.observations import (
     reference_limits,
 )
 from fhir_mappings.references import ResourceIndex, medication_concept, ref_of, subject_matches
-from fhir_mappings.units import UnitError, convert, quantity_ucum
+from fhir_mappings.units import UnitError, convert, factor, quantity_ucum
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +248,61 @@ def _strict_json(order: dict[str, Any]) -> dict[str, Any] | None:
     return model.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
+# FHIR dateTime / date with a zone when a time is given, at most microseconds: the forms the R4B
+# model dumps back as the same instant.
+_PLAIN_DATETIME = re.compile(
+    r"\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2}))?)?)?")
+
+
+def _strict_valid(order: dict[str, Any]) -> dict[str, Any] | None:
+    """`_strict_json` without the dump when the order is valid and every member read_draft reads
+    is already in the JSON form the dump would give (numbers as numbers, plain dateTimes): the
+    order itself is then returned (issue #11: the dump was most of the strict parse's cost)."""
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+    try:
+        model = MedicationRequest.model_validate(order)
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError and fhir_core errors
+        log.info("draft order %s failed strict R4 parsing, read tolerantly: %s",
+                 ref_of(order), type(exc).__name__)
+        return None
+    if _reads_as_dumped(order):
+        return order
+    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+def _reads_as_dumped(order: dict[str, Any]) -> bool:
+    """True when the members read_draft reads need no coercion (a valid order may carry "0.5" for
+    a decimal, "2" for a positiveInt or a dateTime the model re-formats)."""
+    def number(v: Any) -> bool:
+        return v is None or (type(v) in (int, float) and math.isfinite(v))
+
+    def plain(v: Any) -> bool:
+        return v is None or (type(v) is str and _PLAIN_DATETIME.fullmatch(v) is not None)
+
+    if not plain(order.get("authoredOn")):
+        return False
+    extensions = list(order.get("extension") or ())
+    for di in order.get("dosageInstruction") or ():
+        extensions += di.get("extension") or ()
+        timing = di.get("timing") or {}
+        period = (timing.get("repeat") or {}).get("boundsPeriod") or {}
+        if not all(plain(v) for v in [*(timing.get("event") or ()), period.get("start"), period.get("end")]):
+            return False
+        for dr in di.get("doseAndRate") or ():
+            if not number((dr.get("doseQuantity") or {}).get("value")):
+                return False
+    for ext in extensions:
+        for sub in ext.get("extension") or ():
+            if any(sub.get(k) is not None and type(sub.get(k)) is not int
+                   for k in ("valuePositiveInt", "valueInteger")):  # 2.0 is dumped as 2
+                return False
+    return True
+
+
 def read_draft(order: dict[str, Any], now: datetime) -> DraftDose:
     """An inotuzumab ozogamicin MedicationRequest -> DraftDose (strict first, else tolerant)."""
-    strict = _strict_json(order)
+    strict = _strict_valid(order) if FAST_PATHS else _strict_json(order)
     data = strict if strict is not None else order
     problems: list[str] = []
     di = (data.get("dosageInstruction") or [None])[0]
@@ -310,9 +365,11 @@ def _measurements(
     wanted = akeys.keys() | special.keys()
     out: list[Measurement] = []
     older: dict[Analyte, list[tuple[datetime, str, dict, dict]]] = {}
+    read_one = _measurement_fast if FAST_PATHS else _measurement
+
     def convert_one(analyte: Analyte, key: str, obs: dict, el: dict, eff: datetime | None) -> None:
         try:
-            m = _measurement(analyte, key, obs, el, eff, problems)
+            m = read_one(analyte, key, obs, el, eff, problems)
         except Exception as exc:  # noqa: BLE001 - one malformed result never breaks the rest
             problems.append(DataProblem(analyte.value, f"unreadable result skipped ({type(exc).__name__})",
                                         ref_of(obs), eff))
@@ -392,6 +449,87 @@ def _measurement(
         original=vr.text,
         method=QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
     )
+
+
+# Issue #11: the common shape of a result (a numeric valueQuantity with a unit, at most one plain
+# reference range) is read without the general path's intermediate objects, and its unit factor
+# and reference limits are cached (they repeat across every result of an analyte). Everything else
+# goes through `_measurement`. Same Measurement either way (tests/test_facts_builder_fast_paths.py
+# compares both on every fixture); FAST_PATHS = False reads everything the general way.
+FAST_PATHS = True
+_MAX_EXACT_INT = 2**53
+
+
+def _measurement_fast(
+    analyte: Analyte, key: str, obs: dict, el: dict, eff: datetime | None, problems: list[DataProblem]
+) -> Measurement | None:
+    q = el.get("valueQuantity")
+    if eff is None or type(q) is not dict or q.get("comparator"):
+        return _measurement(analyte, key, obs, el, eff, problems)
+    v = q.get("value")
+    if not ((type(v) is float and math.isfinite(v)) or (type(v) is int and -_MAX_EXACT_INT < v < _MAX_EXACT_INT)):
+        return _measurement(analyte, key, obs, el, eff, problems)
+    unit, code, system = q.get("unit"), q.get("code"), q.get("system")
+    canonical = CANONICAL_UNITS[analyte]
+    substance = SUBSTANCE.get(analyte)
+    try:
+        plan = _unit_plan(unit, code, system, canonical, substance) if (unit or code) else None
+    except TypeError:  # unhashable unit members
+        plan = None
+    if plan is None:  # no unit, unknown or unconvertible unit, junk: the general path says why
+        return _measurement(analyte, key, obs, el, eff, problems)
+    ucum, scale = plan
+    value = float(v) if scale == 1.0 else float(f"{float(v) * scale:.9g}")  # as units.convert
+    if value < 0 or value > PLAUSIBLE_MAX.get(analyte, float("inf")):
+        return _measurement(analyte, key, obs, el, eff, problems)
+    ranges = el.get("referenceRange")
+    low = high = None
+    if ranges:
+        r = ranges[0] if type(ranges) is list and len(ranges) == 1 else None
+        if type(r) is dict and not r.get("appliesTo") and not r.get("age") and not r.get("type"):
+            low, high = r.get("low"), r.get("high")
+            low, high = (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None)
+        else:
+            low, high = reference_limits(el)
+    return Measurement(
+        analyte=analyte,
+        value=value,
+        effective=eff,
+        reference=ref_of(obs),
+        uln=_limit_fast(high, ucum, canonical, substance) if high else None,
+        lln=_limit_fast(low, ucum, canonical, substance) if low else None,
+        comparator=None,
+        status=obs.get("status", "final"),
+        code=key,
+        original=f"{v:g} {unit or code or ''}".strip(),  # as read_value's text
+        method=QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _unit_plan(unit: Any, code: Any, system: Any, canonical: str, substance: str | None
+               ) -> tuple[str, float] | None:
+    """(UCUM code, factor to the canonical unit) of a Quantity's unit fields, None when unusable."""
+    try:
+        ucum = quantity_ucum({"unit": unit, "code": code, "system": system})
+        return ucum, factor(ucum, canonical, substance)
+    except UnitError:
+        return None
+
+
+def _limit_fast(q: dict, value_ucum: str, canonical: str, substance: str | None) -> float | None:
+    try:
+        return _limit_cached(q.get("value"), q.get("unit"), q.get("code"), q.get("system"),
+                             value_ucum, canonical, substance)
+    except TypeError:  # unhashable members: the general path
+        return _limit(q, value_ucum, canonical, substance)
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: True and 1 are different limits
+def _limit_cached(value: Any, unit: Any, code: Any, system: Any, value_ucum: str, canonical: str,
+                  substance: str | None) -> float | None:
+    return _limit({"value": value, "unit": unit, "code": code, "system": system},
+                  value_ucum, canonical, substance)
 
 
 def _limit(q: dict | None, value_ucum: str, canonical: str, substance: str | None) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 
 
 class Analyte(StrEnum):
@@ -256,16 +257,24 @@ class ClinicalFacts:
     # ...): rules needing them say so with obtain-data instead of passing.
     unavailable: frozenset[str] = field(default_factory=frozenset)
 
+    @cached_property
+    def _series(self) -> dict[str, tuple[Measurement, ...]]:
+        """Measurements by analyte, in `measurements` order (built once: rules ask many times)."""
+        groups: dict[str, list[Measurement]] = {}
+        for m in self.measurements:
+            groups.setdefault(m.analyte, []).append(m)
+        return {a: tuple(ms) for a, ms in groups.items()}
+
     def series(self, analyte: Analyte) -> tuple[Measurement, ...]:
-        return tuple(m for m in self.measurements if m.analyte == analyte)
+        return self._series.get(analyte, ())
 
     def latest(
         self, analyte: Analyte, before: datetime, *, include_preliminary: bool = False
     ) -> Measurement | None:
         """Latest result at or before `before` (final/amended/corrected unless asked otherwise)."""
         best: Measurement | None = None
-        for m in self.measurements:
-            if m.analyte != analyte or m.effective > before:
+        for m in self.series(analyte):
+            if m.effective > before:
                 continue
             if m.preliminary and not include_preliminary:
                 continue

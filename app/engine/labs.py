@@ -186,13 +186,26 @@ def lookup_time(ctx: RuleContext) -> datetime:
     return max(ctx.now, ctx.dose_date)
 
 
+def _memo(ctx: RuleContext) -> dict:
+    """Per-context memo (issue #11: rule families ask for the same lookups many times). The
+    context is frozen and so are its facts: a lookup's answer cannot change within one context."""
+    return ctx.__dict__.setdefault("_labs_memo", {})
+
+
 def transfusions(ctx: RuleContext) -> list[datetime]:
-    return sorted(
-        p.performed
-        for p in ctx.facts.procedures
-        if p.concept == PLATELET_TRANSFUSION and p.performed is not None
-        and p.status not in _VOID_PROCEDURE
-    )
+    return list(_transfusions(ctx))
+
+
+def _transfusions(ctx: RuleContext) -> tuple[datetime, ...]:
+    memo = _memo(ctx)
+    if "transfusions" not in memo:
+        memo["transfusions"] = tuple(sorted(
+            p.performed
+            for p in ctx.facts.procedures
+            if p.concept == PLATELET_TRANSFUSION and p.performed is not None
+            and p.status not in _VOID_PROCEDURE
+        ))
+    return memo["transfusions"]
 
 
 def transfused_at(ctx: RuleContext, m: Measurement) -> datetime | None:
@@ -200,7 +213,7 @@ def transfused_at(ctx: RuleContext, m: Measurement) -> datetime | None:
     if m.analyte != Analyte.PLATELETS:
         return None
     window = timedelta(hours=ctx.policy.transfusion_window_hours)
-    for t in transfusions(ctx):
+    for t in _transfusions(ctx):
         if t <= m.effective <= t + window:
             return t
     return None
@@ -255,9 +268,28 @@ class LabLookup:
 
 def current(ctx: RuleContext, analyte: Analyte, qtc_baseline: float | None = None) -> LabLookup:
     """The fresh result for the ordered dose (section 0), with flags for what was not used."""
+    key = ("current", analyte, qtc_baseline)
+    memo = _memo(ctx)
+    if key not in memo:
+        memo[key] = _current(ctx, analyte, qtc_baseline)
+    return memo[key]
+
+
+def _fresh_filter(ctx: RuleContext, series: tuple[Measurement, ...]) -> list[Measurement]:
+    """[m for m in series if is_fresh(ctx, m.effective)], with the bounds computed once."""
+    upper = lookup_time(ctx)
+    prev = ctx.course.previous_dose
+    if prev is not None:
+        after = prev.given_at
+        return [m for m in series if after < m.effective <= upper]
+    since = fresh_since(ctx)
+    return [m for m in series if since <= m.effective <= upper]
+
+
+def _current(ctx: RuleContext, analyte: Analyte, qtc_baseline: float | None) -> LabLookup:
     notes: list[str] = []
     flagged: list[Evidence] = []
-    all_fresh = [m for m in ctx.facts.series(analyte) if is_fresh(ctx, m.effective)]
+    all_fresh = _fresh_filter(ctx, ctx.facts.series(analyte))
     final_fresh = [m for m in all_fresh if not m.preliminary]
     usable = [m for m in final_fresh if transfused_at(ctx, m) is None]
     best = max(usable, key=lambda m: m.effective) if usable else None
