@@ -272,6 +272,7 @@ class Args:
     workers_check: bool = False
     memory_seconds: float = 0
     json_out: str | None = None
+    db_dir: str | None = None
 
 
 def parse() -> Args:
@@ -284,9 +285,11 @@ def parse() -> Args:
     p.add_argument("--workers-check", action="store_true", help="also two workers against one")
     p.add_argument("--memory-seconds", type=float, default=0, help="also RSS over a run this long")
     p.add_argument("--json", dest="json_out", help="write the figures as JSON here")
+    p.add_argument("--db-dir", help="directory of the product's SQLite card store (default: a temporary "
+                   "directory; /dev/shm takes the disk's fsync out of the figures)")
     a = p.parse_args()
     return Args(a.seconds, a.large_seconds, a.connections, a.rounds,
-                [x for x in a.only.split(",") if x], a.workers_check, a.memory_seconds, a.json_out)
+                [x for x in a.only.split(",") if x], a.workers_check, a.memory_seconds, a.json_out, a.db_dir)
 
 
 def main() -> None:
@@ -294,13 +297,14 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install -y wrk")
     tmp = Path(tempfile.mkdtemp(prefix="besponsa-bench-"))
+    db = Path(tempfile.mkdtemp(prefix="besponsa-bench-db-", dir=args.db_dir))
     servers: list[Server] = []
     report: dict[str, Any] = {"loadavg_start": os.getloadavg()}
     try:
         fhir = start("fhir", "bench.fhir_app:app", tmp)
         servers.append(fhir)
         prod = start("product-w1", "app.http.app:create_app", tmp, factory=True, env={
-            "BESPONSA_DATABASE_URL": f"sqlite:///{tmp}/product.db", "BESPONSA_EMBEDDED_FHIR": "true"})
+            "BESPONSA_DATABASE_URL": f"sqlite:///{db}/product.db", "BESPONSA_EMBEDDED_FHIR": "true"})
         servers.append(prod)
         bare = start("bare", "bench.bare_app:app", tmp)
         servers.append(bare)
@@ -363,7 +367,7 @@ def main() -> None:
             figures = {}
             for workers in (1, 2):
                 server = start(f"product-w{workers}", "app.http.app:create_app", tmp, factory=True,
-                               workers=workers, env={"BESPONSA_DATABASE_URL": f"sqlite:///{tmp}/w{workers}.db",
+                               workers=workers, env={"BESPONSA_DATABASE_URL": f"sqlite:///{db}/w{workers}.db",
                                                      "BESPONSA_EMBEDDED_FHIR": "true"})
                 servers.append(server)
                 for _ in range(3):
@@ -383,7 +387,7 @@ def main() -> None:
             path, raw = raws.get("order-sign") or next(iter(raws.values()))
             script = tmp / "order-sign.lua"
             server = start("product-mem", "app.http.app:create_app", tmp, factory=True,
-                           env={"BESPONSA_DATABASE_URL": f"sqlite:///{tmp}/mem.db", "BESPONSA_EMBEDDED_FHIR": "true"})
+                           env={"BESPONSA_DATABASE_URL": f"sqlite:///{db}/mem.db", "BESPONSA_EMBEDDED_FHIR": "true"})
             servers.append(server)
             request(server, "POST", path, raw)
             samples = [(0.0, server.rss_mb()[0], 0)]
@@ -407,6 +411,7 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
+        shutil.rmtree(db, ignore_errors=True)
 
 
 if __name__ == "__main__":
