@@ -12,6 +12,7 @@ unchecked. One unreadable resource gives a DataProblem and is skipped, never fat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -55,7 +56,7 @@ from fhir_mappings.conditions import condition_statuses, condition_usable
 from fhir_mappings.dates import effective, parse_datetime, period_start
 from fhir_mappings.observations import (
     KEPT_STATUSES,
-    matching_elements,
+    matching_list,
     read_value,
     reference_limits,
 )
@@ -380,7 +381,7 @@ def _measurements(
     def classify(obs: dict) -> None:
         if obs.get("status") not in KEPT_STATUSES:
             return  # entered-in-error, cancelled, registered, unknown: ignored
-        for key, el in list(matching_elements(obs, wanted)):
+        for key, el in matching_list(obs, wanted):
             if key in special:
                 _status_observation(special[key], obs, el, idx, conditions, responses)
                 continue
@@ -491,11 +492,12 @@ def _measurement_fast(
             low, high = (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None)
         else:
             low, high = reference_limits(el)
-    return Measurement(
+    return _new_measurement(
         analyte=analyte,
         value=value,
         effective=eff,
         reference=ref_of(obs),
+        unit=canonical,  # what Measurement.__post_init__ sets
         uln=_limit_fast(high, ucum, canonical, substance) if high else None,
         lln=_limit_fast(low, ucum, canonical, substance) if low else None,
         comparator=None,
@@ -504,6 +506,27 @@ def _measurement_fast(
         original=f"{v:g} {unit or code or ''}".strip(),  # as read_value's text
         method=QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
     )
+
+
+_MEASUREMENT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Measurement)
+                         if f.default is not dataclasses.MISSING}
+_MEASUREMENT_SET = frozenset({"analyte", "value", "effective", "reference", "unit", "uln", "lln",
+                              "comparator", "status", "code", "original", "method"})
+# A frozen dataclass sets each field through object.__setattr__: a third of a result's cost. The
+# same instance is made by filling its __dict__, as long as every field is set here or has a
+# default (else, or with __slots__, the ordinary constructor is used).
+_DICT_MEASUREMENT = not hasattr(Measurement, "__slots__") and {
+    f.name for f in dataclasses.fields(Measurement)} <= _MEASUREMENT_SET | _MEASUREMENT_DEFAULTS.keys()
+
+
+def _new_measurement(**values: Any) -> Measurement:
+    if not _DICT_MEASUREMENT:
+        return Measurement(**values)
+    m = object.__new__(Measurement)
+    d = m.__dict__
+    d.update(_MEASUREMENT_DEFAULTS)
+    d.update(values)
+    return m
 
 
 @lru_cache(maxsize=4096)

@@ -121,6 +121,20 @@ def matching_elements(
                 yield key, comp
 
 
+def matching_list(obs: dict[str, Any], wanted: Container[str]) -> list[tuple[str, dict[str, Any]]]:
+    """list(matching_elements(obs, wanted)) without the generator (called once per result)."""
+    key = _first_wanted(obs.get("code"), wanted)
+    out = [(key, obs)] if key is not None else []
+    components = obs.get("component")
+    if components:
+        for comp in components:
+            if isinstance(comp, dict):
+                key = _first_wanted(comp.get("code"), wanted)
+                if key is not None:
+                    out.append((key, comp))
+    return out
+
+
 def reference_limits(element: dict[str, Any]) -> tuple[dict | None, dict | None]:
     """(low, high) Quantities of the normal reference range, preferring an unrestricted range."""
     ranges = [r for r in element.get("referenceRange") or () if isinstance(r, dict)]

@@ -256,3 +256,20 @@ def test_the_fast_path_is_taken(monkeypatch):
     order = _order()
     assert facts_builder._strict_valid(order) is order  # valid and plain: no dump
     assert facts_builder._strict_valid(ODD_ORDERS[1]) is not ODD_ORDERS[1]  # "0.9": dumped
+
+
+def test_matching_list_is_matching_elements():
+    from fhir_mappings.observations import matching_elements, matching_list
+
+    wanted = {"http://loinc.org|1975-2", "http://loinc.org|1742-6", "http://loinc.org|76634-5"}
+    shapes = [_obs(i, **changes) for i, changes in enumerate(ODD_RESULTS)]
+    shapes += [_obs(0, component=[{"code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]}},
+                                  "junk", {"code": "x"}]),
+               _obs(0, code={"coding": [{"system": "http://loinc.org", "code": "0000-0"}]}, component=[]),
+               _obs(0, code=None, component=None)]
+    for obs in shapes:
+        assert matching_list(obs, wanted) == list(matching_elements(obs, wanted))
+    with pytest.raises(TypeError):
+        list(matching_elements(_obs(0, component=5), wanted))
+    with pytest.raises(TypeError):
+        matching_list(_obs(0, component=5), wanted)
