@@ -3,7 +3,8 @@
 `client_for(url)` is the only way retrieval gets a client:
 - a base URL registered with `route_to_asgi(base_url, asgi_app)` is served in process through
   `httpx.ASGITransport` (the embedded demo server at `{public_base_url}/fhir`, benchmarks);
-- anything else goes through one shared `httpx.AsyncClient` (connection pooling across calls).
+- anything else goes through one `httpx.AsyncClient` per FHIR server (scheme, host and port),
+  pooling connections across calls.
 Tests inject their own client with `use_client(client)` (or mock httpx with respx).
 
 Nothing here logs: tokens and resource contents never leave retrieval's own log lines.
@@ -14,19 +15,24 @@ from __future__ import annotations
 import asyncio
 import weakref
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_HEADERS = {"Accept": f"{FHIR_JSON}, application/json;q=0.9"}
-_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+# Per FHIR server: one hook call's queries (14) in parallel; more only queue. A larger pool made
+# httpcore scan more idle connections on every request (issue #11: a fifth of a fetch-mode call's
+# CPU with 50) and, above the keep-alive limit, opened and closed connections under load.
+_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+MAX_SERVER_CLIENTS = 32  # FHIR servers with a pool of their own, per event loop
 
 
 class _Clients:
     def __init__(self) -> None:
         self.injected: httpx.AsyncClient | None = None
         self.routes: dict[str, Any] = {}  # base URL (no trailing slash) -> ASGI app
-        # event loop -> {route base or "" for the shared client: client}. A pooled connection must
+        # event loop -> {route base or FHIR server origin: client}. A pooled connection must
         # not outlive its loop, so clients are per loop and forgotten with it.
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]]
         self._by_loop = weakref.WeakKeyDictionary()
@@ -42,7 +48,9 @@ class _Clients:
         if base is None and self.injected is not None:
             return self.injected
         clients = self._by_loop.setdefault(asyncio.get_running_loop(), {})
-        key = base or ""
+        key = base or _origin(url)  # one pool per FHIR server
+        if key not in clients and base is None and len(clients) >= MAX_SERVER_CLIENTS:
+            key = ""  # fhirServer comes from requests: beyond the bound, one shared pool
         client = clients.get(key)
         if client is None or client.is_closed:
             if base is not None:
@@ -57,6 +65,11 @@ class _Clients:
         clients = self._by_loop.pop(asyncio.get_running_loop(), {})
         for client in clients.values():
             await client.aclose()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 _clients = _Clients()
