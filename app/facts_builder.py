@@ -346,6 +346,17 @@ HISTORY_LOOKBACK_DAYS = 45
 KEEP_BEFORE_HORIZON = 3
 
 
+@lru_cache(maxsize=8)  # per loaded terminology index (hashed by identity), like analyte_keys
+def _observation_codes(idx: ValueSetIndex) -> tuple[dict[str, Analyte], dict[str, str], frozenset[str]]:
+    """(code -> analyte, code -> status/response value set, every code read) of an index."""
+    akeys = analyte_keys(idx)
+    special = {
+        k: vs for k, sets in idx.exact.items()
+        for vs in sets & {"pregnancy-status", "breastfeeding-status", "disease-response"}
+    }
+    return akeys, special, frozenset(akeys.keys() | special.keys())
+
+
 def _measurements(
     observations: list[dict[str, Any]],
     patient_id: str,
@@ -358,12 +369,7 @@ def _measurements(
     """Observations (already filtered by subject) -> Measurements: filter raw dicts by status and
     code first; convert
     what is at or after `horizon`, and before it only the latest KEEP_BEFORE_HORIZON per analyte."""
-    akeys = analyte_keys(idx)
-    special = {
-        k: vs for k, sets in idx.exact.items()
-        for vs in sets & {"pregnancy-status", "breastfeeding-status", "disease-response"}
-    }
-    wanted = akeys.keys() | special.keys()
+    akeys, special, wanted = _observation_codes(idx)
     out: list[Measurement] = []
     older: dict[Analyte, list[tuple[datetime, str, dict, dict]]] = {}
     read_one = _measurement_fast if FAST_PATHS else _measurement
@@ -471,8 +477,7 @@ def _measurement_fast(
     if not ((type(v) is float and math.isfinite(v)) or (type(v) is int and -_MAX_EXACT_INT < v < _MAX_EXACT_INT)):
         return _measurement(analyte, key, obs, el, eff, problems)
     unit, code, system = q.get("unit"), q.get("code"), q.get("system")
-    canonical = CANONICAL_UNITS[analyte]
-    substance = SUBSTANCE.get(analyte)
+    canonical, substance, plausible_max = _ANALYTE_CONSTANTS[analyte]
     try:
         plan = _unit_plan(unit, code, system, canonical, substance) if (unit or code) else None
     except TypeError:  # unhashable unit members
@@ -481,7 +486,7 @@ def _measurement_fast(
         return _measurement(analyte, key, obs, el, eff, problems)
     ucum, scale = plan
     value = float(v) if scale == 1.0 else float(f"{float(v) * scale:.9g}")  # as units.convert
-    if value < 0 or value > PLAUSIBLE_MAX.get(analyte, float("inf")):
+    if value < 0 or value > plausible_max:
         return _measurement(analyte, key, obs, el, eff, problems)
     ranges = el.get("referenceRange")
     low = high = None
@@ -527,6 +532,11 @@ def _new_measurement(**values: Any) -> Measurement:
     d.update(_MEASUREMENT_DEFAULTS)
     d.update(values)
     return m
+
+
+_ANALYTE_CONSTANTS = {
+    a: (CANONICAL_UNITS[a], SUBSTANCE.get(a), PLAUSIBLE_MAX.get(a, float("inf"))) for a in Analyte
+}
 
 
 @lru_cache(maxsize=4096)
