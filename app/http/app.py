@@ -19,6 +19,7 @@ from app.engine.policy import load_policy
 from app.http import feedback, report
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
+from app.http.limits import BodyLimit
 from app.logging_setup import configure_logging
 from app.settings import Settings, get_settings
 from cds_hooks.request import CDSRequest, OrderSelectContext, OrderSignContext, PatientViewContext
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
     app.add_middleware(_AccessLog)
 
     app.include_router(hooks_router)

@@ -8,7 +8,6 @@ is stored once (idempotent). User comments are stored, never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,8 +18,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from app.http.json_body import read_json
 from app.storage import FeedbackRejected
 from cds_hooks.feedback import FeedbackRequest, error_details
+from cds_hooks.request import RequestProblem
 
 log = logging.getLogger("besponsa_cds.feedback")
 router = APIRouter(tags=["CDS Hooks"])
@@ -112,12 +113,10 @@ def _service_known(services: Any, service_id: str) -> bool:
 async def post_feedback(service_id: str, request: Request) -> JSONResponse:
     if not _service_known(getattr(request.app.state, "services", None), service_id):
         return _error(404, "not_found", f"Unknown CDS service '{service_id}'.")
-    raw = await request.body()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_request", "The body is not valid JSON.",
-                      [{"field": "body", "message": "malformed JSON"}])
+        body = await read_json(request)
+    except RequestProblem as exc:
+        return _error(400, "invalid_request", exc.message, exc.details)
     try:
         parsed = FeedbackRequest.model_validate(body)
     except ValidationError as exc:
