@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import __version__
@@ -21,6 +21,9 @@ from cds_hooks.discovery import DiscoveryResponse, ServiceDefinition
 from cds_hooks.request import CDSRequest, PatientViewContext, RequestProblem, parse_request, validate_context
 
 log = logging.getLogger("besponsa_cds.hooks")
+
+# Any id may be called (an unknown one is 404); `POST /cds-services/<id>` documents each service.
+ServiceId = Annotated[str, Path(description="A service id from discovery (GET /cds-services).")]
 router = APIRouter()
 
 
@@ -79,6 +82,7 @@ def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> t
         400: _error_doc(400, "Malformed JSON or a request that breaks CDS Hooks 2.0."),
         404: _error_doc(404, "No service with this id."),
         412: _error_doc(412, "Required prefetch data absent and no fhirServer to fetch it from."),
+        413: _error_doc(413, "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)."),
         500: _error_doc(500, "Unexpected failure (never for bad input)."),
     },
     openapi_extra={
@@ -93,7 +97,7 @@ def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> t
         }
     },
 )
-async def call_service(service_id: str, request: Request) -> Response:
+async def call_service(service_id: ServiceId, request: Request) -> Response:
     started = time.perf_counter()
     now = datetime.now(UTC)  # the request time: the only clock read of a hook call
     fields: dict[str, Any] = {"service": service_id}
