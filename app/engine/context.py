@@ -66,6 +66,9 @@ class Course:
     prior_hsct: bool  # C-6
     explicit: bool = False  # cycle/day of the ordered dose came from the C-1 extension
     notes: tuple[str, ...] = ()  # how the course was inferred, for card detail
+    # C-3: why the level may be higher than `reduction_level` (a later cycle's doses whose level
+    # cannot be known); non-empty -> no dose is suggested (never assume level 0, SmPC 4.2)
+    reduction_level_unknown: tuple[str, ...] = ()
 
     @property
     def first_dose(self) -> DoseGiven | None:

@@ -21,6 +21,7 @@ from app.engine.regimen import (
     doses_per_cycle,
     expected_mg_per_m2,
     label_schedule,
+    mg_per_m2_of_mg,
 )
 from app.engine.rules.interruption import required_reduction_level
 from app.engine.text import day_str, detail, evidence_table, mg, mg_m2, num, pct, summary
@@ -76,6 +77,7 @@ class DosePlan:
     given_in_cycle_mg_per_m2: float  # completed doses of this cycle before the draft
     given_unknown: int  # completed doses of this cycle with unknown amount
     accepted_levels: tuple[int, ...] = ()  # levels whose amount D-4 accepts (see dose_plan)
+    level_unknown: tuple[str, ...] = ()  # C-3: the level may be higher (no dose is suggested)
 
     @property
     def bsa(self) -> float | None:
@@ -110,7 +112,7 @@ def dose_plan(ctx: RuleContext) -> DosePlan | None:
         expected = expected_mg_per_m2(course.cycle, course.dose_number, bool(cr), level)
     ordered_m2 = draft.dose_mg_per_m2
     if ordered_m2 is None and draft.dose_mg is not None and body.bsa_m2 and body.usable:
-        ordered_m2 = draft.dose_mg / body.bsa_m2
+        ordered_m2 = mg_per_m2_of_mg(draft.dose_mg, body.bsa_m2, policy.dose_rounding_mg)
     given = 0.0
     unknown = 0
     start = course.cycle_start.date() if course.cycle_start else None
@@ -126,7 +128,8 @@ def dose_plan(ctx: RuleContext) -> DosePlan | None:
             else:
                 given += v
     return DosePlan(course.cycle, course.day, course.dose_number, level, cr, needed, expected,
-                    body, ordered_m2, draft.dose_mg, given, unknown, accepted)
+                    body, ordered_m2, draft.dose_mg, given, unknown, accepted,
+                    course.reduction_level_unknown)
 
 
 def recommendation(ctx: RuleContext, plan: DosePlan | None = None) -> DoseRecommendation | None:
@@ -134,6 +137,8 @@ def recommendation(ctx: RuleContext, plan: DosePlan | None = None) -> DoseRecomm
     no dose exceeds 0.8 mg/m2 (SmPC 4.9). None when it cannot be computed or is not given."""
     plan = plan or dose_plan(ctx)
     if plan is None or plan.expected_mg_per_m2 is None or plan.bsa is None:
+        return None
+    if plan.level_unknown:  # the level in force may be higher: no dose above it (SmPC 4.2)
         return None
     policy = ctx.policy
     m2 = min(plan.expected_mg_per_m2, policy.max_single_mg_per_m2)
@@ -207,8 +212,33 @@ def check_regimen(ctx: RuleContext) -> list[Decision]:
     out += _cycle_limits(ctx, plan.cycle, plan.dose_number)
     out += _spacing(ctx, plan)
     out += _bsa(ctx, plan)
+    out += _level_unknown(ctx, plan)
     out += _dose(ctx, plan)
     return out
+
+
+def _level_unknown(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
+    """C-3: the reduction level cannot be known from the doses given: say so, suggest no dose
+    (a reduction is never undone, SmPC 4.2 / USPI 2.3)."""
+    if not plan.level_unknown:
+        return []
+    src = (cite(ctx, "SmPC 4.2 Table 4", "USPI 2.3 Table 4"),)
+    ev = tuple(Evidence(concept="dose-history", reference=d.reference,
+                        value=mg(d.dose_mg) if d.dose_mg is not None else "no amount",
+                        date=d.given_at, note=f"Cycle {c.number}")
+               for c in ctx.course.cycles for d in c.doses
+               if any(d.reference in r for r in plan.level_unknown))
+    return [make_decision(
+        ctx, DecisionCode.OBTAIN_DATA, ("C-3", "D-3"), src,
+        f"Reduction level unknown: doses given in {plan.level_unknown[0].split(':')[0]} cannot "
+        f"be read; at least level {ctx.course.reduction_level}, no dose suggested",
+        "The dose depends on the reduction level in force (Table 4: -25 %, then 2 doses per "
+        "cycle; never re-escalated). "
+        + " ".join(f"{r}." for r in plan.level_unknown)
+        + " Record the administered dose (mg or mg/m2) or the weight at the time, or confirm the "
+        "level in force, before this dose is given.",
+        evidence=ev, needed_data=("dose-history",),
+        override_reasons=("data-verified-elsewhere",))]
 
 
 # --- D-7, D-8 -------------------------------------------------------------------------------
@@ -421,8 +451,8 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
             evidence=ev, override_reasons=("clinical-judgement-documented",))]
     rec = recommendation(ctx, plan)
     if plan.expected_mg_per_m2 is None:
-        # Response unknown: only the maxima can be checked.
-        if plan.ordered_mg_per_m2 is not None and plan.ordered_mg_per_m2 > max1 + 1e-9:
+        # Response unknown: only the maxima can be checked (with D-4's rounding).
+        if plan.ordered_mg_per_m2 is not None and _over_single(ctx, plan, plan.ordered_mg_per_m2):
             out.append(make_decision(
                 ctx, DecisionCode.CORRECT_DOSE, ("D-4",), (src_max,),
                 f"Dose above maximum: {mg_m2(plan.ordered_mg_per_m2)} ordered; single doses "
@@ -513,13 +543,10 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
 
 
 def _over_single(ctx: RuleContext, plan: DosePlan, ordered_m2: float) -> bool:
-    """Above 0.8 mg/m2: mg/m2 orders compared directly; mg orders against 0.8 x BSA rounded."""
-    max1 = ctx.policy.max_single_mg_per_m2
-    draft = ctx.facts.draft
-    if draft is not None and draft.dose_mg_per_m2 is None and draft.dose_mg is not None and plan.bsa:
-        max_mg = round_mg(max1 * plan.bsa, ctx.policy.dose_rounding_mg)
-        return draft.dose_mg > max_mg + 1e-9
-    return ordered_m2 > max1 + 1e-9
+    """Above 0.8 mg/m2 (SmPC 4.9). An mg order's mg/m2 is read to the precision the mg amount
+    has (`mg_per_m2_of_mg`, the same rounding as D-4), so a 0.8 mg/m2 dose computed on a rounded
+    BSA is not an overdose."""
+    return ordered_m2 > ctx.policy.max_single_mg_per_m2 + 1e-9
 
 
 def _regimen_rule(plan: DosePlan) -> str:

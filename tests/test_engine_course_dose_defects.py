@@ -1,0 +1,166 @@
+"""Course and dose defects of issue #8, with the label's numbers (SmPC 4.2 Tables 1-4, 4.9).
+
+- C-3 reduction level when no weight is dated before the past doses (never assume level 0);
+- the SmPC 4.9 ceiling on an mg order computed on a rounded BSA (0.8, not 0.802 mg/m2);
+- one reading of "which dose is this" after an omitted within-cycle dose (T-2);
+- a documented CD22 of 0 % never beside `proceed` (E-2);
+- nothing proposes the next dose of a treatment a `discontinue` stops.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine_factories import (
+    BSA_M2,
+    body,
+    clean_facts,
+    context,
+    cycle_start_date,
+    day,
+    dose,
+    draft,
+    facts,
+    height,
+    measurement,
+    normal_labs,
+    premedication_orders,
+    response,
+    weight,
+)
+
+from app.engine.course import reconstruct_course
+from app.engine.decisions import DecisionCode as C
+from app.engine.evaluate import evaluate
+from app.engine.facts import Analyte
+from app.engine.policy import Policy
+from app.engine.regimen import mg_per_m2_of_mg
+from app.engine.rules.regimen import check_regimen, dose_plan
+
+
+def _mg(m2: float, bsa: float = BSA_M2) -> float:
+    return round(m2 * bsa, 2)
+
+
+def _mg_only_history(c2_level: int = 1) -> list:
+    """Cycle 1 at the label dose and Cycle 2 (no CR) at `c2_level`, every dose recorded in mg only."""
+    f = 0.75 if c2_level else 1.0
+    c2 = cycle_start_date(2)
+    return [dose(day(1), mg=_mg(0.8)), dose(day(8), mg=_mg(0.5)), dose(day(15), mg=_mg(0.5)),
+            dose(c2, mg=_mg(0.8 * f)), dose(c2 + timedelta(days=7), mg=_mg(0.5 * f)),
+            dose(c2 + timedelta(days=14), mg=_mg(0.5 * f))]
+
+
+def _late_body_facts(draft_, doses, **kw):
+    """Normal fresh labs and premedication; height and weight only on the day before the draft
+    (no weight dated before any past dose)."""
+    when = draft_.dose_date
+    ms = (normal_labs(day(0)) + normal_labs(when - timedelta(hours=20))
+          + body(when=when - timedelta(hours=20)))
+    kw.setdefault("other_orders", premedication_orders())
+    kw.setdefault("responses", [response("PR", day(40))])  # assessed: no CR/CRi (0.8 regimen)
+    return facts(draft=draft_, doses=doses, measurements=ms, **kw)
+
+
+# --- C-3: reduction level without a weight at dose time -----------------------------------------
+
+
+def test_level_1_inferred_from_the_nearest_weight_when_no_weight_precedes_the_doses():
+    c3 = cycle_start_date(3)
+    f = _late_body_facts(draft(c3, mg_per_m2=0.8), _mg_only_history(1))
+    course = reconstruct_course(f, c3, Policy())
+    assert course.reduction_level == 1
+    notes = " ".join(course.notes)
+    assert "dose amount unknown" not in notes
+    assert "assum" in notes and "weight" in notes  # the assumption is stated
+    ds = evaluate(f, c3)
+    assert C.PROCEED not in [d.code for d in ds]  # no re-escalation to 0.8 mg/m2 (SmPC 4.2)
+    fix = [d for d in ds if d.code is C.CORRECT_DOSE]
+    assert fix and fix[0].dose.mg_per_m2 == 0.6 and fix[0].dose.reduction_level == 1
+
+
+def test_level_1_inferred_from_mg_ratios_when_no_weight_is_near_the_doses():
+    c3 = cycle_start_date(3)
+    f = _late_body_facts(draft(c3, mg_per_m2=0.8), _mg_only_history(1))
+    policy = Policy(weight_max_age_days=10)  # every past dose is > 10 days from the only weight
+    course = reconstruct_course(f, c3, policy)
+    assert course.reduction_level == 1
+    assert any("ratio" in n and "Cycle 1 Day 1" in n for n in course.notes)
+    assert C.PROCEED not in [d.code for d in evaluate(f, c3, policy)]
+
+
+def test_level_0_history_in_mg_only_still_proceeds_at_the_label_dose():
+    c3 = cycle_start_date(3)
+    f = _late_body_facts(draft(c3, mg_per_m2=0.8), _mg_only_history(0))
+    course = reconstruct_course(f, c3, Policy())
+    assert course.reduction_level == 0 and not course.reduction_level_unknown
+    ds = evaluate(f, c3)
+    assert [d.code for d in ds] == [C.PROCEED] and ds[0].dose.mg_per_m2 == 0.8
+
+
+def test_unknown_level_is_said_and_no_dose_is_suggested():
+    # Cycle 2 administrations carry no dose amount at all: its level cannot be known.
+    c2, c3 = cycle_start_date(2), cycle_start_date(3)
+    hist = _mg_only_history(1)[:3] + [dose(c2), dose(c2 + timedelta(days=7)),
+                                      dose(c2 + timedelta(days=14))]
+    f = _late_body_facts(draft(c3, mg_per_m2=0.8), hist)
+    course = reconstruct_course(f, c3, Policy())
+    assert course.reduction_level_unknown
+    ds = evaluate(f, c3)
+    assert C.PROCEED not in [d.code for d in ds]
+    assert all(d.dose is None for d in ds)
+    od = [d for d in ds if d.code is C.OBTAIN_DATA and "C-3" in d.rules]
+    assert od and "reduction level" in od[0].summary.lower() and od[0].evidence
+
+
+def test_no_false_dose_amount_unknown_line_for_mg_doses():
+    # demo-wrong-dose: Day 1 given in mg, the only weight is from yesterday (after the dose).
+    f = _late_body_facts(draft(day(8), mg=1.33), [dose(day(1), mg=_mg(0.8))])
+    ds = evaluate(f, day(8))
+    assert all("dose amount unknown" not in d.detail for d in ds)
+
+
+# --- SmPC 4.9 ceiling with the same rounding as D-4 ----------------------------------------------
+
+
+def _rounded_bsa_body(when):
+    # Mosteller 172 cm x 71.3 kg = 1.8457 m2 (1.85 rounded): 0.8 x 1.85 = 1.48 mg = "0.802 mg/m2"
+    return [height(172, when), weight(71.3, when)]
+
+
+def test_mg_per_m2_of_mg_takes_the_precision_the_dose_has():
+    assert mg_per_m2_of_mg(1.48, 1.8457, 0.01) == 0.8
+    assert mg_per_m2_of_mg(1.33, 1.66, 0.01) == 0.8
+    assert mg_per_m2_of_mg(0.68, BSA_M2, 0.01) == 0.375
+    assert mg_per_m2_of_mg(1.5, 1.8457, 0.01) == 0.81  # really above 0.8 (1.48 is the maximum)
+
+
+def test_standard_dose_on_rounded_bsa_is_not_above_the_maximum():
+    c2 = cycle_start_date(2)
+    doses = [dose(day(1), mg_per_m2=0.8), dose(day(8), mg_per_m2=0.5),
+             dose(day(15), mg_per_m2=0.5)]
+    f = clean_facts(draft(c2, mg=1.48), doses,
+                    extra_measurements=_rounded_bsa_body(c2 - timedelta(hours=2)))
+    ds = check_regimen(context(f))  # response unknown at Cycle 2 Day 1: only the maxima apply
+    assert not [d for d in ds if d.critical], [d.summary for d in ds]
+    assert dose_plan(context(f)).ordered_mg_per_m2 == 0.8
+    text = " ".join(d.summary + d.detail for d in evaluate(f, c2))
+    assert "0.802" not in text
+
+
+def test_dose_just_above_the_maximum_stays_critical():
+    c2 = cycle_start_date(2)
+    doses = [dose(day(1), mg_per_m2=0.8), dose(day(8), mg_per_m2=0.5),
+             dose(day(15), mg_per_m2=0.5)]
+    f = clean_facts(draft(c2, mg=1.5), doses,
+                    extra_measurements=_rounded_bsa_body(c2 - timedelta(hours=2)))
+    ds = check_regimen(context(f))
+    assert [d.code for d in ds if d.critical] == [C.CORRECT_DOSE]
+    assert "0.81 mg/m2" in ds[-1].summary
+
+
+def test_mg_order_correct_dose_text_shows_0_8_not_0_802():
+    f = clean_facts(draft(day(8), mg=1.48), [dose(day(1), mg_per_m2=0.8)],
+                    extra_measurements=_rounded_bsa_body(day(8) - timedelta(hours=2)))
+    ds = [d for d in evaluate(f, day(8)) if d.code is C.CORRECT_DOSE]
+    assert ds and "0.8 mg/m2 (1.48 mg)" in ds[0].summary, ds[0].summary
