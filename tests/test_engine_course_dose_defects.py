@@ -113,6 +113,15 @@ def test_unknown_level_is_said_and_no_dose_is_suggested():
     assert od and "reduction level" in od[0].summary.lower() and od[0].evidence
 
 
+def test_unknown_level_with_a_t3_interruption_suggests_no_reduced_dose():
+    c2 = cycle_start_date(2)
+    when = cycle_start_date(3) + timedelta(days=14)
+    hist = _mg_only_history(1)[:3] + [dose(c2), dose(c2 + timedelta(days=7)),
+                                      dose(c2 + timedelta(days=14))]
+    ds = evaluate(_late_body_facts(draft(when, mg_per_m2=0.8), hist), when)
+    assert C.REDUCE_DOSE in [d.code for d in ds] and all(d.dose is None for d in ds)
+
+
 def test_no_false_dose_amount_unknown_line_for_mg_doses():
     # demo-wrong-dose: Day 1 given in mg, the only weight is from yesterday (after the dose).
     f = _late_body_facts(draft(day(8), mg=1.33), [dose(day(1), mg=_mg(0.8))])
@@ -164,3 +173,149 @@ def test_mg_order_correct_dose_text_shows_0_8_not_0_802():
                     extra_measurements=_rounded_bsa_body(day(8) - timedelta(hours=2)))
     ds = [d for d in evaluate(f, day(8)) if d.code is C.CORRECT_DOSE]
     assert ds and "0.8 mg/m2 (1.48 mg)" in ds[0].summary, ds[0].summary
+
+
+# --- E-2: a documented CD22 of 0 % never sits beside proceed (SmPC 4.2) --------------------------
+
+
+def _first_dose_with_cd22(value, comparator=None):
+    f = clean_facts(draft(day(1), mg_per_m2=0.8))
+    ms = [m for m in f.measurements if m.analyte is not Analyte.CD22]
+    ms.append(measurement(Analyte.CD22, value, day(-2), comparator=comparator))
+    return facts(draft=f.draft, measurements=ms, other_orders=f.other_orders)
+
+
+def test_cd22_zero_percent_holds_and_never_sits_beside_proceed():
+    ds = evaluate(_first_dose_with_cd22(0.0), day(1))
+    assert C.PROCEED not in [d.code for d in ds]
+    e2 = [d for d in ds if "E-2" in d.rules]
+    assert [d.code for d in e2] == [C.HOLD] and e2[0].critical
+    assert "> 0 %" in e2[0].recovery_criteria and e2[0].evidence
+
+
+def test_cd22_below_a_detection_limit_is_not_positivity():
+    ds = evaluate(_first_dose_with_cd22(1.0, "<"), day(1))
+    assert C.PROCEED not in [d.code for d in ds]
+    e2 = [d for d in ds if "E-2" in d.rules]
+    assert [d.code for d in e2] == [C.OBTAIN_DATA] and e2[0].needed_data == ("cd22",)
+
+
+def test_cd22_positive_proceeds():
+    ds = evaluate(_first_dose_with_cd22(1.0), day(1))
+    assert [d.code for d in ds if "P-1" not in d.rules] == [C.PROCEED]
+
+
+# --- a discontinue stops the treatment: nothing proposes its next dose ---------------------------
+
+C1_DOSES = [dose(day(1), mg_per_m2=0.8), dose(day(8), mg_per_m2=0.5), dose(day(15), mg_per_m2=0.5)]
+
+
+def _charted(draft_, doses, extra, *, skip=(), responses=None):
+    """Pre-treatment and fresh normal labs (minus `skip`), height and weight, premedication and a
+    no-CR response, plus `extra` measurements."""
+    when = draft_.dose_date
+    ms = (normal_labs(day(0)) + body(when=day(0)) + normal_labs(when - timedelta(hours=20), skip)
+          + body(when=when - timedelta(hours=20)) + list(extra))
+    return facts(draft=draft_, doses=doses, measurements=ms, other_orders=premedication_orders(),
+                 responses=responses if responses is not None else [response("PR", day(20))])
+
+
+def _h5_chart(low_from: int):
+    # US: ANC 2.0 before treatment; below 1 x10^9/L since day `low_from`; Cycle 2 Day 1 on day 50
+    # (planned day 22: a 28-day interruption, so T-3 asks for a reduced Cycle 2).
+    extra = [measurement(Analyte.ANC, 1.5, day(low_from - 3)),
+             measurement(Analyte.ANC, 0.8, day(low_from)), measurement(Analyte.ANC, 0.7, day(49))]
+    return _charted(draft(day(50), mg_per_m2=0.8), C1_DOSES, extra, skip=(Analyte.ANC,))
+
+
+def test_h5_discontinue_leaves_no_reduced_dose_on_the_t3_card():
+    ds = evaluate(_h5_chart(21), day(50), label="US")  # 29 days low (> 28)
+    by = {d.code: d for d in ds}
+    assert by[C.DISCONTINUE].rules[0] == "H-5"
+    assert C.REDUCE_DOSE in by and by[C.REDUCE_DOSE].dose is None
+    assert "discontinue" in by[C.REDUCE_DOSE].detail.lower()
+    assert all(d.dose is None for d in ds)
+
+
+def test_h5_28_days_low_holds_and_the_reduced_dose_is_still_proposed():
+    ds = evaluate(_h5_chart(22), day(50), label="US")  # 28 days: not > 28
+    assert C.DISCONTINUE not in [d.code for d in ds]
+    red = [d for d in ds if d.code is C.REDUCE_DOSE]
+    assert [d.code for d in ds if d.code is C.HOLD] and red[0].dose.mg_per_m2 == 0.6
+
+
+def test_h5_is_us_only():
+    ds = evaluate(_h5_chart(16), day(50), label="EU")
+    assert C.DISCONTINUE not in [d.code for d in ds]
+
+
+def _l2_chart(draft_day: int):
+    # Bilirubin 2.0 mg/dL (1.67 x ULN 1.2) and AST 120 U/L (3 x ULN 40) since day 10, after the
+    # Day 8 dose; the order is Cycle 2 Day 1 (planned day 22: T-3 once >= 14 days late).
+    def liver(bili, ast, when):
+        return [measurement(Analyte.BILIRUBIN, bili, when, uln=1.2),
+                measurement(Analyte.AST, ast, when, uln=40.0)]
+    extra = liver(2.0, 120, day(10)) + liver(2.2, 130, day(draft_day - 1))
+    return _charted(draft(day(draft_day), mg_per_m2=0.8), C1_DOSES[:2], extra,
+                    skip=(Analyte.BILIRUBIN, Analyte.AST))
+
+
+def test_l2_not_recovered_after_more_than_28_days_discontinues_and_proposes_no_dose():
+    ds = evaluate(_l2_chart(39), day(39))  # day 10 -> 39: 29 days held
+    stop = [d for d in ds if d.code is C.DISCONTINUE]
+    assert stop and "L-2" in stop[0].rules and "29 days" in stop[0].summary
+    assert all(d.dose is None for d in ds), [(d.code, d.dose) for d in ds]
+
+
+def test_l2_hold_of_28_days_is_still_a_hold():
+    ds = evaluate(_l2_chart(38), day(38))
+    assert C.DISCONTINUE not in [d.code for d in ds]
+    assert [d for d in ds if d.code is C.HOLD and "L-2" in d.rules]
+
+
+# --- T-3 from a reconstructed course: level 1 already, level 2 already ---------------------------
+
+
+def _t3_chart(level: int, late: int):
+    """Cycle 1 at the label dose, Cycle 2 (no CR) at `level`, Cycle 3 Day 1 `late` days late."""
+    c2 = cycle_start_date(2)
+    f = 0.75
+    c2_doses = [dose(c2, mg_per_m2=0.8 * f), dose(c2 + timedelta(days=7), mg_per_m2=0.5 * f)]
+    if level == 1:
+        c2_doses.append(dose(c2 + timedelta(days=14), mg_per_m2=0.5 * f))
+    when = cycle_start_date(3) + timedelta(days=late)
+    return _charted(draft(when, mg_per_m2=0.6), C1_DOSES + c2_doses, []), when
+
+
+def test_t3_at_level_1_goes_to_two_doses_per_cycle():
+    f, when = _t3_chart(1, 14)
+    ds = evaluate(f, when)
+    red = [d for d in ds if d.code is C.REDUCE_DOSE]
+    assert red and red[0].dose.reduction_level == 2 and "2 doses per cycle" in red[0].summary
+    f, when = _t3_chart(1, 13)  # 13 days: no reduction
+    assert C.REDUCE_DOSE not in [d.code for d in evaluate(f, when)]
+
+
+def test_t3_at_level_2_discontinues_and_proposes_no_dose():
+    f, when = _t3_chart(2, 14)
+    assert reconstruct_course(f, when, Policy()).reduction_level == 2
+    ds = evaluate(f, when)
+    stop = [d for d in ds if d.code is C.DISCONTINUE]
+    assert stop and stop[0].rules == ("T-3",) and stop[0].critical
+    assert all(d.dose is None for d in ds)
+    f, when = _t3_chart(2, 13)
+    assert C.DISCONTINUE not in [d.code for d in evaluate(f, when)]
+
+
+# --- D-5: weight change >= 10 % since the cycle's Day 1 (institutional policy) -------------------
+
+
+def test_d5_weight_change_caution_at_10_percent_not_below():
+    # Day 1 weight 70 kg (the day before the dose); -10 % = 63.0 kg, +10 % = 77.0 kg
+    for kg, fires in ((63.1, False), (63.0, True), (77.0, True), (76.9, False)):
+        f = _charted(draft(day(8), mg_per_m2=0.5), C1_DOSES[:1],
+                     [weight(kg, day(8) - timedelta(hours=2))])
+        ds = [d for d in evaluate(f, day(8)) if d.code is C.CAUTION and "D-5" in d.rules]
+        assert bool(ds) is fires, kg
+        if fires:
+            assert "institutional policy" in ds[0].detail

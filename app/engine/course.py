@@ -206,13 +206,13 @@ def _reduction_level(
     level = 0
     classes: dict[int, list[int | None]] = {}
     missing: dict[int, list[str]] = {}
+    no_amount: list[str] = []
     for p, a in zip(placed, _amounts(placed, facts, policy, notes)):
         assert p.dose is not None
         cls = classify_dose(p, a.mg_m2) if a.mg_m2 is not None else None
         classes.setdefault(p.cycle, []).append(cls)
         if a.how == "no-amount":
-            notes.append(f"{p.dose.reference}: no dose amount recorded, not used for the "
-                         "reduction level.")
+            no_amount.append(p.dose.reference)
         if cls is None:
             why = {"no-amount": "no dose amount recorded",
                    "no-bsa": "dose in mg without height and weight to convert it"}.get(
@@ -224,6 +224,9 @@ def _reduction_level(
                 f"Reduction level 1 (total dose -25 %) inferred from {p.dose.reference}: "
                 f"{num(a.mg_m2)} mg/m2 on Cycle {p.cycle} Day {p.day}."
             )
+    if no_amount:
+        notes.append(f"No dose amount recorded on {', '.join(no_amount)}: not used for the "
+                     "reduction level.")
     # Level 2: a completed cycle (before the current one) of exactly 2 doses at level-1 amounts.
     # Two full-amount doses is an omitted dose (T-2), not level 2.
     for cycle, cls in sorted(classes.items()):

@@ -239,7 +239,8 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
     body = body_size_at(f, ctx.dose_date, p.bsa_formula, p.weight_max_age_days,
                         p.height_max_age_days)
     dose = None
-    if body.usable and body.bsa_m2:
+    # C-3 level not known (past doses unreadable): the level+1 amount may be above the real one.
+    if body.usable and body.bsa_m2 and not c.reduction_level_unknown:
         dose = DoseRecommendation(mg_per_m2=mg_m2, mg=_round(mg_m2 * body.bsa_m2, p.dose_rounding_mg),
                                   bsa_m2=round(body.bsa_m2, 3), cycle=cyc, day=1,
                                   reduction_level=new)
@@ -265,7 +266,10 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
              f"achieved**. {level_line} Cycle {cyc} total: {total:g} mg/m2. Do not re-escalate.",
         evidence=tuple(_ev(i) for i in long_),
         notes=[*notes,
-               *([] if dose else ["Height/weight missing or stale: mg dose not computed."]),
+               *([] if dose or c.reduction_level_unknown else
+                 ["Height/weight missing or stale: mg dose not computed."]),
+               *(["The reduction level in force is not known (C-3): no dose is suggested."]
+                 if c.reduction_level_unknown else []),
                "If the reduced regimen is not tolerated at 2 doses per cycle, permanently "
                "discontinue."],
         dose=dose, inferred=inferred, override_reasons=_overrides(long_))]

@@ -496,7 +496,7 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
         mg_rel = None if rel <= policy.dose_tolerance + 1e-9 else mg_rel
     wrong = rel > policy.dose_tolerance + 1e-9 or (mg_rel is not None
                                                    and mg_rel > policy.dose_tolerance + 1e-9)
-    if rec is None and bsa is not None:
+    if rec is None and bsa is not None and not plan.level_unknown:
         # The expected dose itself would take the cycle above 1.8 mg/m2 (doses already given).
         return [make_decision(
             ctx, DecisionCode.OMIT_DOSE, ("D-4",), (src_max,),
