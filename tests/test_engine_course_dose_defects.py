@@ -126,7 +126,9 @@ def test_no_false_dose_amount_unknown_line_for_mg_doses():
     # demo-wrong-dose: Day 1 given in mg, the only weight is from yesterday (after the dose).
     f = _late_body_facts(draft(day(8), mg=1.33), [dose(day(1), mg=_mg(0.8))])
     ds = evaluate(f, day(8))
-    assert all("dose amount unknown" not in d.detail for d in ds)
+    assert ds and all("amount unknown" not in d.detail and "no recorded amount" not in d.detail
+                      for d in ds), [d.detail for d in ds]
+    assert dose_plan(context(f)).given_in_cycle_mg_per_m2 == 0.8  # the Day 1 dose is counted
 
 
 # --- SmPC 4.9 ceiling with the same rounding as D-4 ----------------------------------------------

@@ -69,6 +69,8 @@ class Course:
     # C-3: why the level may be higher than `reduction_level` (a later cycle's doses whose level
     # cannot be known); non-empty -> no dose is suggested (never assume level 0, SmPC 4.2)
     reduction_level_unknown: tuple[str, ...] = ()
+    # C-3: mg/m2 of each past dose as read (reference, value or None: amount unknown)
+    mg_per_m2_given: tuple[tuple[str, float | None], ...] = ()
 
     @property
     def first_dose(self) -> DoseGiven | None:

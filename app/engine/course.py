@@ -199,15 +199,17 @@ def _amounts(placed: list[_Placed], facts: ClinicalFacts, policy: Policy,
 def _reduction_level(
     placed: list[_Placed], facts: ClinicalFacts, policy: Policy, current_cycle: int,
     notes: list[str],
-) -> tuple[int, tuple[str, ...]]:
+) -> tuple[int, tuple[str, ...], tuple[tuple[str, float | None], ...]]:
     """Highest level the given doses show; never lowered once raised (SmPC 4.2). Also the
-    reasons the level may be higher than shown: a cycle after the first, not followed by a
-    cycle whose level is known, none of whose doses has a known level."""
+    reasons the level may be higher than shown (a cycle after the first, not followed by a
+    cycle whose level is known, none of whose doses has a known level) and the mg/m2 of every
+    past dose as read (reference, mg/m2 or None)."""
     level = 0
     classes: dict[int, list[int | None]] = {}
     missing: dict[int, list[str]] = {}
     no_amount: list[str] = []
-    for p, a in zip(placed, _amounts(placed, facts, policy, notes)):
+    amounts = _amounts(placed, facts, policy, notes)
+    for p, a in zip(placed, amounts):
         assert p.dose is not None
         cls = classify_dose(p, a.mg_m2) if a.mg_m2 is not None else None
         classes.setdefault(p.cycle, []).append(cls)
@@ -243,7 +245,8 @@ def _reduction_level(
     if unknown:
         notes.append(f"Reduction level at least {level}, possibly higher: the level of "
                      + " / ".join(unknown) + " cannot be known (C-3).")
-    return level, tuple(unknown)
+    read = tuple((p.dose.reference, a.mg_m2) for p, a in zip(placed, amounts) if p.dose)
+    return level, tuple(unknown), read
 
 
 # --- C-4: interruptions -----------------------------------------------------------------------
@@ -473,7 +476,7 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
             "first dose (no prior administration)")
         notes.insert(0, f"Cycle {cycle} Day {day} (dose {dose_number} of the cycle), {how}.")
     current = cycle if cycle is not None else (placed[-1].cycle if placed else 1)
-    level, level_unknown = _reduction_level(placed, facts, policy, current, notes)
+    level, level_unknown, amounts = _reduction_level(placed, facts, policy, current, notes)
     for it in interruptions:
         kind = "within Cycle" if it.within_cycle else "start of Cycle"
         notes.append(f"Interruption of {it.days} day(s) inferred ({kind} {it.cycle}: planned "
@@ -500,6 +503,7 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
         previous_dose=placed[-1].dose if placed else None,
         reduction_level=level,
         reduction_level_unknown=level_unknown,
+        mg_per_m2_given=amounts,
         interruptions=tuple(interruptions),
         response=response,
         hsct_planned=planned,
@@ -507,6 +511,16 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
         explicit=explicit,
         notes=tuple(notes),
     )
+
+
+def given_mg_per_m2(course: Course, d: DoseGiven, facts: ClinicalFacts,
+                    policy: Policy) -> float | None:
+    """A past dose's mg/m2 as the course read it (C-3: recorded, BSA at the time, nearest weight
+    or mg ratio), so every rule agrees with the reduction level; else as recorded / mg / BSA."""
+    for ref, v in course.mg_per_m2_given:
+        if ref == d.reference:
+            return v
+    return dose_mg_per_m2_given(d, facts, policy)
 
 
 def placed_cycle_of(course: Course, dose: DoseGiven) -> int | None:

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from app.engine.context import RuleContext
 from app.engine.course import reconstruct_course
-from app.engine.decisions import Decision, DecisionCode, Label
+from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.facts import ClinicalFacts
 from app.engine.policy import Policy
 from app.engine.rules import families
@@ -181,6 +181,7 @@ def _family_failed(ctx: RuleContext, name: str, rules, exc: Exception) -> Decisi
                "applied to this order, so no `proceed` card is given. Please report it.",
         label=ctx.label,
         critical=True,
+        evidence=(_error_evidence(exc, ids),),
         extras={ENGINE_ERROR: type(exc).__name__},
     )
 
@@ -196,5 +197,11 @@ def _course_failed(label: Label, exc: Exception) -> Decision:
                "treatment course, so no rule was applied to this order. Please report it.",
         label=label,
         critical=True,
+        evidence=(_error_evidence(exc, ("C-1", "C-2")),),
         extras={ENGINE_ERROR: type(exc).__name__},
     )
+
+
+def _error_evidence(exc: Exception, rules) -> Evidence:
+    return Evidence(concept="engine-error", value=type(exc).__name__,
+                    note=f"rules not applied: {', '.join(rules)}")

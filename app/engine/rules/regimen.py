@@ -13,7 +13,7 @@ from datetime import timedelta
 from app.engine.bsa import BodySize, body_size_at
 from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
-from app.engine.course import dose_mg_per_m2_given, ever_cr_or_cri
+from app.engine.course import ever_cr_or_cri, given_mg_per_m2
 from app.engine.decisions import Decision, DecisionCode, DoseRecommendation, Evidence, Label
 from app.engine.facts import Analyte, Measurement
 from app.engine.regimen import (
@@ -122,7 +122,7 @@ def dose_plan(ctx: RuleContext) -> DosePlan | None:
         for d in c.doses:
             if start is not None and d.given_at.date() < start:
                 continue  # before this cycle's Day 1 (a stated cycle/day that restarts it)
-            v = dose_mg_per_m2_given(d, facts, policy)
+            v = given_mg_per_m2(course, d, facts, policy)
             if v is None:
                 unknown += 1
             else:
@@ -187,6 +187,19 @@ def dose_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
                             value=mg(prev.dose_mg) if prev.dose_mg is not None else None,
                             date=prev.given_at))
     return tuple(out)
+
+
+def course_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
+    """The course behind a cycle-count decision (D-7, D-8): cycles given, the last cycle's Day 1
+    and its doses."""
+    cycles = ctx.course.cycles
+    if not cycles:
+        return (Evidence(concept="cycle-history", value=0, note="no completed administration"),)
+    last = cycles[-1]
+    return (Evidence(concept="cycle-history", reference=last.doses[-1].reference,
+                     value=len(cycles), unit="cycles", date=last.start,
+                     note=f"Cycle {last.number} Day 1 {day_str(last.start)}, {len(last.doses)} "
+                          f"dose(s); first dose {day_str(cycles[0].start)}"),)
 
 
 def make_decision(ctx: RuleContext, code: DecisionCode, rules: tuple[str, ...],
@@ -273,7 +286,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 f"recommended",
                 f"Responses recorded since the first dose show no CR/CRi by Cycle {deadline + 1} "
                 f"Day 1. The label: patients who do not achieve a CR/CRi within {deadline} cycles "
-                "should discontinue treatment.", evidence=ev, critical=True,
+                "should discontinue treatment.", evidence=ev + course_evidence(ctx), critical=True,
                 override_reasons=("clinical-judgement-documented",)))
         elif achieved is None:
             out.append(make_decision(
@@ -282,7 +295,10 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 "none recorded",
                 f"No response assessment (CR/CRi, marrow blasts) is recorded since the first dose. "
                 f"Treatment beyond Cycle {deadline} is only for patients who achieved CR/CRi "
-                f"within {deadline} cycles.", needed_data=("disease-response",)))
+                f"within {deadline} cycles.", needed_data=("disease-response",),
+                evidence=course_evidence(ctx) + (Evidence(
+                    concept="disease-response", note="no response assessment recorded since the "
+                    "first dose"),)))
     # D-7: HSCT planned: 2 cycles, a 3rd only without CR/CRi + MRD negativity
     if course.hsct_planned:
         src = (src_42, cite(ctx, "SmPC 4.4", "USPI 5.1"))
@@ -297,7 +313,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                     f"{policy.hsct_recommended_cycles} cycles; a third may be considered only for "
                     "patients without CR/CRi and MRD negativity after 2 cycles. The risk of "
                     "post-HSCT VOD/SOS rises with the number of cycles. The decision is the "
-                    "clinician's.", evidence=r.evidence,
+                    "clinician's.", evidence=r.evidence + course_evidence(ctx),
                     override_reasons=("clinical-judgement-documented",)))
             elif r.cr_or_cri and r.mrd_negative is None:
                 out.append(make_decision(
@@ -306,7 +322,8 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                     "MRD not documented",
                     "The patient is in CR/CRi. A third cycle before HSCT may be considered only "
                     "without MRD negativity; no MRD result (< 1x10^-4) is recorded.",
-                    evidence=r.evidence, override_reasons=("clinical-judgement-documented",)))
+                    evidence=r.evidence + course_evidence(ctx),
+                    override_reasons=("clinical-judgement-documented",)))
         elif cycle > policy.hsct_max_cycles:
             out.append(make_decision(
                 ctx, DecisionCode.CAUTION, ("D-7",), src,
@@ -315,7 +332,8 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 f"For patients proceeding to HSCT the recommended duration is "
                 f"{policy.hsct_recommended_cycles} cycles (a 3rd only without CR/CRi and MRD "
                 "negativity). More cycles increase the risk of post-HSCT VOD/SOS.",
-                critical=True, override_reasons=("clinical-judgement-documented",)))
+                critical=True, evidence=course_evidence(ctx),
+                override_reasons=("clinical-judgement-documented",)))
     elif cycle > policy.max_cycles_without_hsct:
         out.append(make_decision(
             ctx, DecisionCode.DISCONTINUE, ("D-7",), (src_42,),
@@ -324,6 +342,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
             f"For patients not proceeding to HSCT a maximum of {policy.max_cycles_without_hsct} "
             f"cycles may be administered ({verb} would be Cycle {cycle}). If HSCT is planned, "
             "record it (ServiceRequest or CarePlan) and re-check.", critical=True,
+            evidence=course_evidence(ctx),
             override_reasons=("clinical-judgement-documented",)))
     return out
 
@@ -404,7 +423,10 @@ def _bsa(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
             "The dose is based on body surface area "
             f"({body.formula.capitalize()} formula, from height and weight). Record a current "
             f"{' and '.join(need)} to check the ordered dose.",
-            evidence=body_evidence(body), needed_data=need)]
+            evidence=body_evidence(body) + tuple(
+                Evidence(concept=n, note=r) for n, r in zip(need, reasons)
+                if (body.height if n == "height" else body.weight) is None),
+            needed_data=need)]
     out: list[Decision] = []
     # Weight change since the cycle's Day 1 (institutional policy, not from the label).
     course = ctx.course
