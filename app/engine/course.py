@@ -16,7 +16,7 @@ from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, ClinicalFacts, CycleDay, DoseGiven
 from app.engine.policy import Policy
 from app.engine.regimen import LEVEL_1_FACTOR, label_schedule, mg_per_m2_of_mg
-from app.engine.text import num
+from app.engine.text import measured, num
 
 _NO_CR = {"PR", "SD", "PD", "relapse", "no-CR", "NR", "refractory"}
 
@@ -347,8 +347,7 @@ def response_events(facts: ClinicalFacts, policy: Policy, after: datetime | None
 
 
 def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> ResponseEvent:
-    ev = [Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                   value=m.value, unit=m.unit, date=m.effective)]
+    ev = [measured(m)]
     if m.value >= policy.cr_marrow_blasts_below_pct:
         return ResponseEvent(m.effective, "no-CR", f"{m.reference} (marrow blasts {m.value:g} %)",
                              tuple(ev), mrd)
@@ -357,8 +356,7 @@ def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> 
         # no peripheral blast count near the marrow: CR/CRi cannot be established (c)
         return ResponseEvent(m.effective, "unknown", f"{m.reference} (no peripheral blast "
                              f"count within 3 days)", tuple(ev), mrd)
-    ev.append(Evidence(concept=pb.analyte.value, reference=pb.reference, value=pb.value,
-                       unit=pb.unit, date=pb.effective))
+    ev.append(measured(pb))
     if pb.value > 0:
         return ResponseEvent(m.effective, "no-CR", f"{m.reference} with peripheral blasts "
                              f"{pb.value:g}", tuple(ev), mrd)
@@ -368,8 +366,7 @@ def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> 
             and plt.value >= policy.cr_platelets_min)
     for c in (anc, plt):
         if c is not None:
-            ev.append(Evidence(concept=c.analyte.value, reference=c.reference, value=c.value,
-                               unit=c.unit, date=c.effective))
+            ev.append(measured(c))
     status = "CR" if full else "CRi"
     return ResponseEvent(m.effective, status, f"{m.reference} (marrow blasts {m.value:g} %, "
                          f"no peripheral blasts: {status})", tuple(ev), mrd)

@@ -24,7 +24,17 @@ from app.engine.regimen import (
     mg_per_m2_of_mg,
 )
 from app.engine.rules.interruption import required_reduction_level
-from app.engine.text import day_str, detail, evidence_table, mg, mg_m2, num, pct, summary
+from app.engine.text import (
+    day_str,
+    detail,
+    evidence_table,
+    measured,
+    mg,
+    mg_m2,
+    num,
+    pct,
+    summary,
+)
 
 RULES: list[RuleSpec] = [
     RuleSpec("D-1", "Cycle 1: Day 1 0.8, Day 8 0.5, Day 15 0.5 mg/m2; 21-day cycle",
@@ -168,8 +178,7 @@ def body_evidence(body: BodySize) -> tuple[Evidence, ...]:
     out = []
     for m in (body.height, body.weight):
         if m is not None:
-            out.append(Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                                value=m.value, unit=m.unit, date=m.effective))
+            out.append(measured(m))
     return tuple(out)
 
 
@@ -445,8 +454,7 @@ def _bsa(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
                     f"{num(ref.value)} kg. Confirm the weight. This caution is institutional "
                     f"policy (threshold {pct(policy.weight_change_caution, 0)}), not a label "
                     "rule.", evidence=body_evidence(body) + (
-                        Evidence(concept="weight", reference=ref.reference, value=ref.value,
-                                 unit=ref.unit, date=ref.effective, note="Day 1 weight"),)))
+                        measured(ref, note="Day 1 weight"),)))
     return out
 
 
@@ -596,5 +604,4 @@ def expected_text(plan: DosePlan) -> str:
 
 
 def measurement_evidence(m: Measurement) -> Evidence:
-    return Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                    value=m.value, unit=m.unit, date=m.effective)
+    return measured(m)
