@@ -16,6 +16,7 @@ from engine_factories import (
     body,
     clean_facts,
     context,
+    cycle_day,
     cycle_start_date,
     day,
     dose,
@@ -321,3 +322,80 @@ def test_d5_weight_change_caution_at_10_percent_not_below():
         assert bool(ds) is fires, kg
         if fires:
             assert "institutional policy" in ds[0].detail
+
+
+# --- one reading of "which dose is this" (SmPC 4.2 Table 4, T-2) ---------------------------------
+
+
+def _missed_day8(draft_day: int):
+    f = clean_facts(draft(day(draft_day), mg_per_m2=0.5), [dose(day(1), mg_per_m2=0.8)])
+    return f, day(draft_day)
+
+
+def test_order_8_days_after_a_missed_day_8_is_the_day_15_dose_on_every_card():
+    f, when = _missed_day8(16)  # Day 8 planned on day 8, not given; order on day 16
+    course = reconstruct_course(f, when, Policy())
+    assert (course.cycle, course.day, course.dose_number, course.omitted_dose) == (1, 16, 3, 2)
+    assert "Day 8 dose is omitted" in " ".join(course.notes)
+    ds = evaluate(f, when)
+    assert [d.code for d in ds] == [C.CAUTION, C.PROCEED]
+    t2, proceed = ds
+    assert t2.rules == ("T-2",) and "Day 15 dose" in t2.summary
+    assert "dose 3 of the cycle (planned Day 15)" in proceed.detail
+    for d in ds:  # no card calls this order the Day 8 dose
+        assert "dose 2 of the cycle" not in d.detail and "(planned Day 8)" not in d.detail
+
+
+def test_day_8_six_days_late_is_still_the_day_8_dose():
+    f, when = _missed_day8(14)
+    course = reconstruct_course(f, when, Policy())
+    assert (course.dose_number, course.omitted_dose) == (2, None)
+    assert "T-2" not in {r for d in evaluate(f, when) for r in d.rules}
+
+
+def _late_day15(draft_day: int):
+    # Cycle 1: Day 1 on day 1, Day 8 given on day 7; the Day 15 dose is due on day 14 (+7 days).
+    doses = [dose(day(1), mg_per_m2=0.8), dose(day(7), mg_per_m2=0.5)]
+    return clean_facts(draft(day(draft_day), mg_per_m2=0.5), doses), day(draft_day)
+
+
+def test_day_15_dose_omitted_and_order_in_the_next_cycle_window_is_cycle_2_day_1():
+    f, when = _late_day15(21)  # 7 days late; Cycle 2 Day 1 due on day 22 (+/- 2)
+    course = reconstruct_course(f, when, Policy())
+    assert (course.cycle, course.day, course.dose_number, course.omitted_dose) == (2, 1, 1, 3)
+    ds = evaluate(f, when)
+    t2 = [d for d in ds if "T-2" in d.rules]
+    assert t2 and "Cycle 2 Day 1" in t2[0].summary
+    for d in ds:
+        if d.dose is not None:
+            assert (d.dose.cycle, d.dose.day) == (2, 1)
+
+
+def test_day_15_dose_omitted_before_the_next_cycle_window_is_an_omit_dose():
+    # The order states Cycle 2 Day 15 but is dated Day 22 of Cycle 2 (7 days late; Cycle 3
+    # Day 1 is due on Day 29, +/- 2): the late dose is omitted, the next dose is Cycle 3 Day 1.
+    c2 = cycle_start_date(2)
+    doses = C1_DOSES + [dose(c2, mg_per_m2=0.8), dose(c2 + timedelta(days=7), mg_per_m2=0.5)]
+    when = c2 + timedelta(days=21)
+    f = clean_facts(draft(when, mg_per_m2=0.5, explicit=cycle_day(2, 15)), doses,
+                    responses=[response("PR", day(20))])
+    course = reconstruct_course(f, when, Policy())
+    assert (course.cycle, course.dose_number, course.omitted_dose) == (2, 3, 3)
+    ds = evaluate(f, when)
+    assert ds[0].code is C.OMIT_DOSE and ds[0].rules == ("T-2",)
+    assert ds[0].hold_until == (c2 + timedelta(days=28)).date()
+    assert "cycle 3 Day 1" in ds[0].summary
+    assert C.PROCEED not in [d.code for d in ds]
+
+
+def test_stated_day_8_dated_in_the_day_15_window_reads_as_the_day_15_dose_everywhere():
+    # The case: the order states Cycle 1 Day 8 but is dated day 16 (Day 8 missed).
+    f = clean_facts(draft(day(16), mg_per_m2=0.5, explicit=cycle_day(1, 8)),
+                    [dose(day(1), mg_per_m2=0.8)])
+    course = reconstruct_course(f, day(16), Policy())
+    assert (course.cycle, course.day, course.dose_number, course.omitted_dose) == (1, 16, 3, 2)
+    ds = evaluate(f, day(16))
+    assert [d.code for d in ds] == [C.CAUTION, C.PROCEED]
+    assert "Cycle 1 Day 16" in ds[1].summary and "Day 15 dose" in ds[0].summary
+    for d in ds:
+        assert "Day 8;" not in d.summary and "(planned Day 8)" not in d.detail

@@ -7,7 +7,7 @@ after Day 1 whatever the hour of administration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from app.engine.bsa import bsa, body_size_at
@@ -288,6 +288,36 @@ def _interruption(
                         inferred=True, cycle=p.cycle)
 
 
+def _after_omission(
+    p: _Placed, it: Interruption, policy: Policy, cr_at: Callable[[datetime], bool],
+    notes: list[str],
+) -> tuple[_Placed, int | None]:
+    """T-2 (SmPC 4.2 Table 4): a dose of the cycle >= 7 days late is omitted and the next
+    scheduled dose is given. The ordered dose is read as that next dose, once, for every rule:
+    a late Day 8 ordered in the Day 15 window is the Day 15 dose; a late Day 15 ordered in the
+    window of the next cycle's Day 1 is that Day 1. Otherwise the order is the omitted dose.
+    Returns the placement and the dose number omitted (None: nothing omitted)."""
+    if not (it.within_cycle and it.days >= policy.interruption_omit_days
+            and p.dose_number in (2, 3)):
+        return p, None
+    window = timedelta(days=policy.schedule_window_days)
+    late = f"{it.days} days late (>= {policy.interruption_omit_days}: SmPC 4.2 Table 4, T-2)"
+    if p.dose_number == 2:
+        day = day_in_cycle(p.start, p.when)
+        notes.append(f"The Day 8 dose is omitted ({late}): this order, on Day {day}, is the "
+                     "cycle's Day 15 dose.")
+        return replace(p, day=day, dose_number=3), 2
+    nxt = planned_next_cycle_start(p.cycle, p.start, policy,
+                                   extended=(p.cycle == 1 and cr_at(p.when)))
+    if p.when.date() >= (nxt - window).date():
+        notes.append(f"The Day 15 dose of Cycle {p.cycle} is omitted ({late}): this order is "
+                     f"Cycle {p.cycle + 1} Day 1 (due {nxt.date().isoformat()}).")
+        return _Placed(p.when, p.cycle + 1, 1, 1, p.when, False, None), 3
+    notes.append(f"The Day 15 dose of Cycle {p.cycle} is omitted ({late}); the next dose is "
+                 f"Cycle {p.cycle + 1} Day 1 on {nxt.date().isoformat()}.")
+    return p, 3
+
+
 # --- C-5: response ----------------------------------------------------------------------------
 
 
@@ -455,20 +485,22 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
     cycle = day = dose_number = None
     cycle_start = None
     explicit = False
+    omitted = None
     if draft is not None:
         p = _place(placed, when, _usable(draft.explicit), policy)
-        cycle, day, dose_number, cycle_start, explicit = (
-            p.cycle, p.day, p.dose_number, p.start, p.explicit)
+        explicit = p.explicit
+        if explicit:
+            inferred = _place(placed, when, None, policy)
+            if (inferred.cycle, inferred.day) != (p.cycle, p.day):
+                notes.append(f"The order states Cycle {p.cycle} Day {p.day}; the administrations "
+                             f"suggest Cycle {inferred.cycle} Day {inferred.day}. The stated "
+                             "cycle/day is used (C-1).")
         it = _interruption(placed, p, policy, cr_at)
         if it:
             interruptions.append(it)
-        if explicit:
-            inferred = _place(placed, when, None, policy)
-            if (inferred.cycle, inferred.day) != (cycle, day):
-                notes.append(f"The order states Cycle {cycle} Day {day}; the administrations "
-                             f"suggest Cycle {inferred.cycle} Day {inferred.day}. The stated "
-                             "cycle/day is used (C-1).")
-        how = "stated on the order" if explicit else (
+            p, omitted = _after_omission(p, it, policy, cr_at, notes)
+        cycle, day, dose_number, cycle_start = p.cycle, p.day, p.dose_number, p.start
+        how = "stated on the order" if explicit and omitted is None else (
             f"inferred from {len(placed)} administration(s)" if placed else
             "first dose (no prior administration)")
         notes.insert(0, f"Cycle {cycle} Day {day} (dose {dose_number} of the cycle), {how}.")
@@ -506,6 +538,7 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
         hsct_planned=planned,
         prior_hsct=prior,
         explicit=explicit,
+        omitted_dose=omitted,
         notes=tuple(notes),
     )
 
