@@ -169,8 +169,8 @@ def _amounts(placed: list[_Placed], facts: ClinicalFacts, policy: Policy,
         notes.append(f"No weight dated before {', '.join(refs)}: BSA taken from {key}, "
                      "assuming the weight was unchanged at the time of those doses (C-3).")
     # Ratio to an anchor: the first dose whose mg/m2 is known with its mg, else Cycle 1 Day 1.
-    anchor = next(((p, a.mg_m2) for p, a in zip(placed, out) if a.mg_m2 is not None
-                   and p.dose is not None and p.dose.dose_mg), None)
+    anchor = next(((p, a.mg_m2) for p, a in zip(placed, out) if a.mg_m2
+                   and a.mg_m2 > 0 and p.dose is not None and p.dose.dose_mg), None)
     assumed = ""
     if anchor is None:
         c1d1 = next((p for p in placed if p.cycle == 1 and p.dose_number == 1

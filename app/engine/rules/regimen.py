@@ -252,8 +252,8 @@ def _level_unknown(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
                if any(d.reference in r for r in plan.level_unknown))
     return [make_decision(
         ctx, DecisionCode.OBTAIN_DATA, ("C-3", "D-3"), src,
-        f"Reduction level unknown: doses given in {plan.level_unknown[0].split(':')[0]} cannot "
-        f"be read; at least level {ctx.course.reduction_level}, no dose suggested",
+        f"Reduction level unknown: the doses of {plan.level_unknown[0].split(':')[0]} do not "
+        f"show it; at least level {ctx.course.reduction_level}, no dose suggested",
         "The dose depends on the reduction level in force (Table 4: -25 %, then 2 doses per "
         "cycle; never re-escalated). "
         + " ".join(f"{r}." for r in plan.level_unknown)
