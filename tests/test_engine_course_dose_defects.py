@@ -399,3 +399,50 @@ def test_stated_day_8_dated_in_the_day_15_window_reads_as_the_day_15_dose_everyw
     assert "Cycle 1 Day 16" in ds[1].summary and "Day 15 dose" in ds[0].summary
     for d in ds:
         assert "Day 8;" not in d.summary and "(planned Day 8)" not in d.detail
+
+
+# --- the mg/m2 stated in the administration's dosage text ----------------------------------------
+
+
+def _administration(oid, when, mg, text):
+    return {"resourceType": "MedicationAdministration", "id": oid, "status": "completed",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"coding": [{
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1942950"}]},
+            "effectiveDateTime": when.isoformat(),
+            "dosage": {"text": text, "dose": {"value": mg, "unit": "mg",
+                                              "system": "http://unitsofmeasure.org", "code": "mg"}}}
+
+
+def test_mg_per_m2_stated_in_the_dosage_text_is_used_for_the_level():
+    from app.facts_builder import build_facts
+
+    c2 = cycle_start_date(2)
+    f = build_facts("p1", [
+        _administration("a1", day(1), 1.45, "0.8 mg/m2 x 1.82 m2 IV over 1 hour"),
+        _administration("a2", c2, 1.09, "0.6 mg/m2 x 1.82 m2 IV over 1 hour"),
+        _administration("a3", c2 + timedelta(days=7), 0.68, "reduced from 0.5 mg/m2 to 0.375 mg/m2"),
+    ], None, c2 + timedelta(days=8))
+    by_ref = {d.reference: d for d in f.doses_given}
+    assert by_ref["MedicationAdministration/a1"].dose_mg_per_m2 == 0.8
+    assert by_ref["MedicationAdministration/a2"].dose_mg_per_m2 == 0.6
+    assert by_ref["MedicationAdministration/a3"].dose_mg_per_m2 is None  # two values: not read
+    assert all(d.dose_mg for d in f.doses_given)
+    course = reconstruct_course(f, c2 + timedelta(days=14), Policy())  # no weight at all
+    assert course.reduction_level == 1 and not course.reduction_level_unknown
+
+
+def test_demo_patients_dosed_in_mg_have_no_false_unknown_amount_line():
+    from datetime import UTC, datetime
+
+    from app.demo import demo_request, load_patient
+    from app.facts_builder import build_facts
+
+    now = datetime.now(UTC)
+    for name in ("wrong-dose", "hepatic", "infusion-reaction", "interruption"):
+        req = demo_request(name, now, "http://127.0.0.1:8080")
+        f = build_facts(req["context"]["patientId"], load_patient(f"demo-{name}", now),
+                        req["context"]["draftOrders"], now)
+        assert f.doses_given and all(d.dose_mg for d in f.doses_given)
+        for d in evaluate(f, now):
+            assert "amount unknown" not in d.detail and "no recorded amount" not in d.detail, name
