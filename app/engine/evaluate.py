@@ -4,8 +4,8 @@
 2. Run every rule family (app.engine.rules.FAMILIES) on the same RuleContext.
 3. Safety net: no suggested dose above 0.8 mg/m2 or taking the cycle above 1.8 mg/m2 (SmPC
    4.9), whichever family made it; none at all beside a `discontinue` or `contraindicated`
-   (treatment stops: nothing proposes its next dose). De-duplicate, stamp the label in force, sort by
-   SEVERITY_ORDER (critical first within a code).
+   (treatment stops: nothing proposes its next dose). De-duplicate, stamp the label in force,
+   sort by SEVERITY_ORDER (critical first within a code).
 4. Add exactly one `proceed` (dose, BSA, preparation: D-1..D-5, R-1) when the draft order is
    inotuzumab ozogamicin and no decision other than `caution` fired. A caution informs; it does
    not object to the dose (issue #3, clinical-rules section 6).

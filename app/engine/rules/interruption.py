@@ -267,7 +267,7 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
     # amount but drops a dose from the cycle: always said.)
     ordered = f.draft.dose_mg_per_m2 if f.draft else None
     if ordered is None and f.draft and f.draft.dose_mg is not None and body.bsa_m2:
-        ordered = f.draft.dose_mg / body.bsa_m2
+        ordered = regimen.mg_per_m2_of_mg(f.draft.dose_mg, body.bsa_m2, p.dose_rounding_mg)
     if new == 1 and ordered is not None and abs(ordered / mg_m2 - 1) <= p.dose_tolerance:
         return []
     mg_text = f" ({dose.mg:g} mg)" if dose else ""

@@ -42,8 +42,9 @@ RULES: list[RuleSpec] = [
     RuleSpec("D-2", "Cycle >= 2: 0.5/0.5/0.5 mg/m2 with CR/CRi, 0.8/0.5/0.5 without; unknown "
              "response for a Day 1 dose -> obtain-data", ("correct-dose", "obtain-data"),
              ("SmPC 4.2 Table 1", "USPI 2.1 Table 1")),
-    RuleSpec("D-3", "Reduction level 1: each dose x0.75; level 2: 2 doses per cycle (3rd omitted)",
-             ("correct-dose", "omit-dose"), ("SmPC 4.2 Table 4", "USPI 2.3 Table 4")),
+    RuleSpec("D-3", "Reduction level 1: each dose x0.75; level 2: 2 doses per cycle (3rd omitted); "
+             "level not knowable from the doses given (C-3) -> obtain-data, no dose suggested",
+             ("correct-dose", "omit-dose", "obtain-data"), ("SmPC 4.2 Table 4", "USPI 2.3 Table 4")),
     RuleSpec("D-4", "Ordered dose differs from expected by > tolerance (5 %); above 0.8 mg/m2 "
              "single or 1.8 mg/m2 per cycle -> critical", ("correct-dose", "omit-dose"),
              ("SmPC 4.2 Table 1", "SmPC 4.9", "USPI 2.1")),
