@@ -301,7 +301,7 @@ def _after_omission(
             and p.dose_number in (2, 3)):
         return p, None
     window = timedelta(days=policy.schedule_window_days)
-    late = f"{it.days} days late (>= {policy.interruption_omit_days}: SmPC 4.2 Table 4, T-2)"
+    late = f"{it.days} days late, >= {policy.interruption_omit_days}: SmPC 4.2 Table 4, T-2"
     if p.dose_number == 2:
         day = day_in_cycle(p.start, p.when)
         notes.append(f"The Day 8 dose is omitted ({late}): this order, on Day {day}, is the "
@@ -489,16 +489,21 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
     if draft is not None:
         p = _place(placed, when, _usable(draft.explicit), policy)
         explicit = p.explicit
+        stated = (p.cycle, p.day)
+        it = _interruption(placed, p, policy, cr_at)
+        omission: list[str] = []
+        if it:
+            interruptions.append(it)
+            p, omitted = _after_omission(p, it, policy, cr_at, omission)
         if explicit:
             inferred = _place(placed, when, None, policy)
-            if (inferred.cycle, inferred.day) != (p.cycle, p.day):
+            if omitted is not None:
+                notes.append(f"The order states Cycle {stated[0]} Day {stated[1]} (C-1).")
+            elif (inferred.cycle, inferred.day) != stated:
                 notes.append(f"The order states Cycle {p.cycle} Day {p.day}; the administrations "
                              f"suggest Cycle {inferred.cycle} Day {inferred.day}. The stated "
                              "cycle/day is used (C-1).")
-        it = _interruption(placed, p, policy, cr_at)
-        if it:
-            interruptions.append(it)
-            p, omitted = _after_omission(p, it, policy, cr_at, notes)
+        notes += omission
         cycle, day, dose_number, cycle_start = p.cycle, p.day, p.dose_number, p.start
         how = "stated on the order" if explicit and omitted is None else (
             f"inferred from {len(placed)} administration(s)" if placed else
