@@ -212,3 +212,12 @@ def test_the_response_is_the_serialized_cards(client, fake_store):
     assert res.status_code == 200 and res.headers["content-type"] == "application/json"
     stored = fake_store.recorded[0]["cards"]
     assert [c["summary"] for c in res.json()["cards"]] == [c.summary for c in stored]
+
+
+def test_the_413_carries_cors_headers_so_a_browser_client_can_read_it(small_limit_client):
+    res = small_limit_client.post(
+        HOOK, content=_padded_hook_body(LIMIT + 1),
+        headers={"content-type": "application/json", "origin": "https://sandbox.example.org"},
+    )
+    _assert_413(res)
+    assert res.headers.get("access-control-allow-origin") in ("*", "https://sandbox.example.org")

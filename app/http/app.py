@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.services = SERVICES
     install_error_handlers(app)
+    # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
@@ -96,7 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
     app.add_middleware(_AccessLog)
 
     app.include_router(hooks_router)
