@@ -221,3 +221,14 @@ def test_the_413_carries_cors_headers_so_a_browser_client_can_read_it(small_limi
     )
     _assert_413(res)
     assert res.headers.get("access-control-allow-origin") in ("*", "https://sandbox.example.org")
+
+
+def test_feedback_shares_the_hook_readers_content_type_check(client):
+    res = client.post(FEEDBACK, content=b'{"feedback": []}', headers={"content-type": "text/plain"})
+    assert res.status_code == 400 and res.json()["details"][0]["field"] == "Content-Type"
+
+
+def test_a_feedback_body_nested_1000_levels_is_400_not_500(client):
+    raw = b'{"feedback": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    res = _post_raw(client, FEEDBACK, raw)
+    assert res.status_code == 400 and res.json()["error"] == "invalid_request"

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.http.examples import ERROR_EXAMPLES
 from app.discovery import SERVICES
+from app.http.examples import ERROR_EXAMPLES
 from app.http.json_body import read_json
 from app.storage import FeedbackRejected
 from cds_hooks.feedback import FeedbackRequest, error_details
