@@ -7,6 +7,9 @@ FHIR queries (a generated `fhirServer`) are answered by a mock that refuses ever
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -30,7 +33,7 @@ def _app(tmp: Path):
         Settings(
             database_url=f"sqlite:///{tmp}/fuzz.db",
             embedded_fhir=False,
-            log_level="CRITICAL",
+            log_level="ERROR",
             fhir_timeout_seconds=0.5,
         )
     )
@@ -39,8 +42,9 @@ def _app(tmp: Path):
     return app
 
 
-_TMP = Path(__import__("tempfile").mkdtemp(prefix="besponsa-fuzz-"))
+_TMP = Path(tempfile.mkdtemp(prefix="besponsa-fuzz-"))
 APP = _app(_TMP)
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 schema = schemathesis.openapi.from_path(DOCUMENT)
 schema.app = APP  # type: ignore[attr-defined]
 
