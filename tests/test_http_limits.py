@@ -232,3 +232,30 @@ def test_a_feedback_body_nested_1000_levels_is_400_not_500(client):
     raw = b'{"feedback": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     res = _post_raw(client, FEEDBACK, raw)
     assert res.status_code == 400 and res.json()["error"] == "invalid_request"
+
+
+def _reference_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_reference_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_reference_depth, value), default=0)
+    return 0
+
+
+def test_depth_check_agrees_with_a_recursive_count():
+    from hypothesis import given, settings, strategies as st
+
+    from app.http.json_body import _deeper_than
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+        max_leaves=40,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(json_values, st.integers(min_value=0, max_value=8))
+    def check(value: Any, limit: int) -> None:
+        assert _deeper_than(value, limit) == (_reference_depth(value) > limit)
+
+    check()
