@@ -811,6 +811,7 @@ def build_facts(
     probs += [DataProblem("draft-order", p) for p in draft_problems]
 
     # Sort the patient's resources by type (deduplicated by Type/id; wrong subject dropped).
+    patient_ref = f"Patient/{patient_id}"
     by_type: dict[str, list[dict]] = {}
     seen: set[tuple[str, str]] = set()
     queue = list(resources)
@@ -833,7 +834,10 @@ def build_facts(
                 if (rt, rid) in seen:
                     continue
                 seen.add((rt, rid))
-            if rt not in ("Patient", "Medication") and not subject_matches(r, patient_id):
+            subject = r.get("subject")
+            if (rt not in ("Patient", "Medication")
+                    and not (type(subject) is dict and subject.get("reference") == patient_ref)
+                    and not subject_matches(r, patient_id)):  # the common case without a call
                 continue
         except Exception as exc:  # noqa: BLE001 - an id or subject of the wrong JSON type
             probs.append(DataProblem("fhir-server",
