@@ -10,9 +10,9 @@ demo FHIR on, a fresh SQLite card store), the bare endpoint (bench/bare_app.py: 
 body, one fixed card) and a local FHIR server holding the benchmark chart (bench/fhir_app.py, for
 fetch mode). Sends each body of bench/charts.py in turn, product then bare then product then bare
 (A B A B), with wrk (Debian package `wrk`, a Lua script POSTs the body) at concurrency 8, and
-prints per body: both throughputs, their ratio, p50/p99, and CPU per request from
-/proc/<pid>/stat (utime+stime) deltas of each server process (the FHIR server's own CPU is shown
-apart in fetch mode). Then: the fetch-mode answer at concurrency 1 and 8 (cards compared),
+prints per body: both throughputs, their ratio, p50/p99, CPU per request from /proc/<pid>/stat
+(utime+stime) deltas of each server process (the FHIR server's own CPU is shown apart in fetch
+mode), and the product's p50/p99 one call at a time (wrk -c1). Then: the fetch-mode answer at concurrency 1 and 8 (cards compared),
 optionally two workers against one and memory per worker over a longer run. Loopback only,
 bounded in time. A script that prints figures, not a test.
 """
@@ -234,10 +234,11 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def table(results: dict[str, dict[str, list[Run]]], sizes: dict[str, int]) -> str:
+def table(results: dict[str, dict[str, list[Run]]], sizes: dict[str, int], single: dict[str, Run]) -> str:
     lines = [
-        "| body | size | product req/s | bare req/s | ratio (goal) | product p50 / p99 ms | bare p50 / p99 ms | CPU/request product / bare ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| body | size | product req/s | bare req/s | ratio (goal) | product p50 / p99 ms | bare p50 / p99 ms "
+        "| CPU/request product / bare ms | product alone p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
         a, b = runs["product"], runs["bare"]
@@ -257,7 +258,8 @@ def table(results: dict[str, dict[str, list[Run]]], sizes: dict[str, int]) -> st
             f"{_mean([r.p50_ms for r in a]):.1f} / {_mean([r.p99_ms for r in a]):.1f} | "
             f"{_mean([r.p50_ms for r in b]):.1f} / {_mean([r.p99_ms for r in b]):.1f} | "
             f"{_mean([r.cpu_ms for r in a]):.1f}{cpu_other} / {_mean([r.cpu_ms for r in b]):.1f}"
-            f"{f' ({errors} errors)' if errors else ''} |"
+            f"{f' ({errors} errors)' if errors else ''} | "
+            + (f"{single[name].p50_ms:.1f} / {single[name].p99_ms:.1f} |" if name in single else "|")
         )
     return "\n".join(lines)
 
@@ -313,6 +315,7 @@ def main() -> None:
         print(f"besponsa-cds side by side: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
               f"wrk -c{args.connections}, {args.rounds} x (product, bare) per body; logs in {tmp}")
         results: dict[str, dict[str, list[Run]]] = {}
+        single: dict[str, Run] = {}
         sizes: dict[str, int] = {}
         raws: dict[str, tuple[str, bytes]] = {}
         for name in names:
@@ -343,8 +346,13 @@ def main() -> None:
                     extra = f" + FHIR server {run.other_cpu_ms:.1f}" if run.other_cpu_ms is not None else ""
                     print(f"  {label:8} {run.rps:7.1f} req/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} ms  "
                           f"CPU/request {run.cpu_ms:6.1f}{extra} ms  ({run.requests} requests, {run.errors} errors)")
-        print("\n" + table(results, sizes))
+            alone = wrk(prod, path, script, max(2.0, seconds / 2), 1)  # one call at a time: latency
+            single[name] = alone
+            print(f"  product at concurrency 1: p50 {alone.p50_ms:.1f}  p99 {alone.p99_ms:.1f} ms "
+                  f"({alone.requests} requests, {alone.errors} errors)")
+        print("\n" + table(results, sizes, single))
         report["runs"] = {n: {k: [vars(r) for r in v] for k, v in d.items()} for n, d in results.items()}
+        report["concurrency_1"] = {n: vars(r) for n, r in single.items()}
 
         if "fetch-mode" in raws:
             path, raw = raws["fetch-mode"]
