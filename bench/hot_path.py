@@ -5,7 +5,7 @@
     .venv/bin/python bench/hot_path.py --no-freeze     # without gc.freeze() after the warm-up
 
 Times (CPU time of this process, so that other load on the machine counts less), per body,
-the median of -n calls of: decoding the body (as app/http/hooks.py does),
+the median of -n calls of: decoding the body (the product's reader, app/http/json_body.py),
 request parsing (parse_request + validate_context), retrieval (prefetch only), facts, engine and
 cards. Complements bench/side_by_side.py (figures under load); the lever measurements of issue #11
 use both. A script that prints figures, not a test.
@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import statistics
+from functools import partial
 import sys
 import time
 from datetime import UTC, datetime
@@ -57,6 +58,14 @@ def main() -> None:
         gc.freeze()
     print(f"objects tracked by gc: {len(gc.get_objects())}, frozen: {gc.get_freeze_count()}")
     policy = Policy()
+    try:  # the product's body reader (orjson and the depth check, issue #9), else json.loads
+        from app.http.json_body import decode_json
+        from app.settings import Settings
+
+        limits = Settings()
+        decode = partial(decode_json, max_bytes=2**31, max_depth=limits.max_json_depth)
+    except ImportError:
+        decode = json.loads
 
     async def one(service_id: str, raw: bytes, t: dict[str, list[float]]) -> int:
         marks = [time.process_time()]
@@ -65,7 +74,7 @@ def main() -> None:
             marks.append(time.process_time())
             t.setdefault(name, []).append((marks[-1] - marks[-2]) * 1000)
 
-        body = json.loads(raw)
+        body = decode(raw)
         lap("decode")
         service = SERVICES[service_id]
         req = parse_request(body)
