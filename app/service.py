@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from app import cards as cards_module
 from app import engine, facts_builder, retrieval
 from app.engine.decisions import Label
-from app.engine.facts import DataProblem
+from app.engine.facts import Availability, DataProblem, DomainStatus
 from app.engine.policy import Policy
-from app.prefetch_queries import REQUIRED_KEYS
+from app.prefetch_queries import REQUIRED_KEYS, domain_availability
 from app.settings import Settings
 from cds_hooks.discovery import ServiceDefinition
 from cds_hooks.orders import find_resource, narrow_to_selections
@@ -104,6 +104,7 @@ async def run_hook(
             required=(REQUIRED_KEYS & templates.keys()) - unreachable,
             timeout_seconds=settings.fhir_timeout_seconds,
             max_pages=settings.fhir_max_pages,
+            max_response_bytes=settings.fhir_max_response_bytes,
         )
     except retrieval.RequiredDataUnavailable as exc:
         raise HookCallError(
@@ -115,7 +116,11 @@ async def run_hook(
         ) from exc
     watch.lap("retrieval")
 
-    # (d) FHIR -> facts; (e) the engine.
+    # (d) FHIR -> facts, with what was read of each data domain (issue #8); (e) the engine.
+    key_status = dict(retrieved.status)
+    for k in unreachable:
+        key_status[k] = DomainStatus(Availability.NOT_PROVIDED,
+                                     f"not sent and its query needs {', '.join(filled.unfilled[k])}")
     label = Label(settings.label)
     facts = facts_builder.build_facts(
         context.patientId,
@@ -125,6 +130,7 @@ async def run_hook(
         selections=selections,
         problems=[*retrieved.problems, *extra_problems],
         unavailable=frozenset(retrieved.unavailable | unreachable),
+        availability=domain_availability(key_status),
     )
     watch.lap("facts")
     decisions = engine.evaluate(facts, now, policy, label)

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         2.5, gt=0, description="Total time budget for FHIR server queries in one hook call."
     )
     fhir_max_pages: int = Field(20, ge=1, description="Most Bundle `next` pages followed per query.")
+    fhir_max_response_bytes: int = Field(
+        20_000_000, ge=1024,
+        description="Most decoded bytes read from one FHIR answer (a larger or gzip-bomb answer is not read).",
+    )
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
     premedication_file: str | None = Field(
         None,
