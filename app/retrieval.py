@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -362,6 +363,20 @@ _STATUS_HINTS = {
 _UNSUPPORTED_CODES = {"not-supported"}
 _UNSUPPORTED_WORDS = ("unknown resource type", "not supported", "unsupported", "not implemented")
 _ERROR_BODY_BYTES = 65_536  # enough of an error answer to read its OperationOutcome
+_INFLATE_STEP = 1 << 20  # most bytes one decompression step may produce
+ACCEPT_ENCODING = "gzip, deflate"  # what `_decoder` can inflate step by step
+
+
+def _decoder(content_encoding: str) -> Any:
+    """A zlib decompressor for the answer's Content-Encoding (None: not compressed)."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise _FetchError(f"FHIR server answered an unsupported Content-Encoding ({encoding[:40]})")
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -400,7 +415,7 @@ class _Reader:
         remaining = self.deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise _FetchError("FHIR server was not queried: time budget exhausted")
-        headers = {"Accept": fhir_client.FHIR_JSON}
+        headers = {"Accept": fhir_client.FHIR_JSON, "Accept-Encoding": ACCEPT_ENCODING}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         client = fhir_client.client_for(url)
@@ -418,8 +433,6 @@ class _Reader:
             raise _FetchError("FHIR server did not answer in time") from exc
         except httpx.ConnectError as exc:
             raise _FetchError("FHIR server could not be reached") from exc
-        except httpx.DecodingError as exc:
-            raise _FetchError("FHIR server answered a body that could not be decompressed") from exc
         except httpx.HTTPError as exc:
             raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
         try:
@@ -428,17 +441,31 @@ class _Reader:
             raise _FetchError("FHIR server answered malformed JSON") from exc
 
     async def _body(self, response: httpx.Response, cap: int, *, truncate: bool = False) -> bytes:
-        """The decoded body, at most `cap` bytes (a gzip bomb is cut off as it inflates)."""
+        """The decoded body, at most `cap` bytes. Decompressed here, step by bounded step, so a
+        gzip bomb is cut off as it inflates and the deadline can fire between steps."""
+        decoder = _decoder(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                if truncate:
-                    chunks.append(chunk[: cap - (size - len(chunk))])
-                    break
-                raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read")
-            chunks.append(chunk)
+        async for raw in response.aiter_raw():
+            pending = raw
+            while pending:
+                if decoder is None:
+                    piece, pending = pending, b""
+                else:
+                    try:
+                        piece = decoder.decompress(pending, _INFLATE_STEP)
+                    except zlib.error as exc:
+                        raise _FetchError("FHIR server answered a body that could not be decompressed") from exc
+                    pending = decoder.unconsumed_tail
+                size += len(piece)
+                if size > cap:
+                    if truncate:
+                        chunks.append(piece[: cap - (size - len(piece))])
+                        return b"".join(chunks)
+                    raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read")
+                chunks.append(piece)
+                if pending:
+                    await asyncio.sleep(0)  # a cancellation point: the time budget holds
         return b"".join(chunks)
 
     @staticmethod

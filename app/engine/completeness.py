@@ -162,7 +162,7 @@ def history_not_read(facts: ClinicalFacts, label: Label) -> Decision:
     """patient-view (or another drug's order) when the administrations could not be read: say so,
     never answer nothing, which would read as "not on inotuzumab ozogamicin"."""
     st = facts.status(Domain.ADMINISTRATIONS)
-    text = (f"Administration history {st.text().split(' (')[0]}: inotuzumab ozogamicin "
+    text = (f"Administration history {st.words}: inotuzumab ozogamicin "
             "treatment status unknown")
     body = (f"The inotuzumab ozogamicin administrations (MedicationAdministration) {st.text()}. "
             "Whether this patient is on treatment, and what the next dose requires, cannot be "

@@ -189,6 +189,11 @@ class DomainStatus:
     def read_whole(self) -> bool:
         return self.availability.read_whole
 
+    @property
+    def words(self) -> str:
+        """'could not be read' - the wording on card summaries (the reason goes in the detail)."""
+        return self.text().split(" (", 1)[0]
+
     def text(self) -> str:
         """'could not be read (FHIR server answered 503)' - the wording on cards."""
         words = {

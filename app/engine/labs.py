@@ -304,9 +304,9 @@ def current(ctx: RuleContext, analyte: Analyte, qtc_baseline: float | None = Non
     if best is not None:
         return LabLookup(analyte, read(best, ctx.policy, qtc_baseline), "ok", tuple(notes),
                          tuple(flagged))
-    read = ctx.facts.status(domain_of(analyte))
-    if not read.read_whole:  # "could not be read" is not "no result on record" (issue #8)
-        return LabLookup(analyte, None, "unavailable", tuple(notes), tuple(flagged), read.text())
+    domain_read = ctx.facts.status(domain_of(analyte))
+    if not domain_read.read_whole:  # "could not be read" is not "no result on record" (issue #8)
+        return LabLookup(analyte, None, "unavailable", tuple(notes), tuple(flagged), domain_read.text())
     if any(m.preliminary for m in all_fresh):
         status = "preliminary"
     elif final_fresh:

@@ -64,7 +64,7 @@ def _history(ctx: RuleContext) -> list[Decision]:
         return [make_decision(
             ctx, DecisionCode.OBTAIN_DATA, ("C-2",),
             (cite(ctx, "SmPC 4.2 Table 1", "USPI 2.1 Table 1"),),
-            f"Obtain administration history: {status.text()}; cycle, day and dose unknown",
+            f"Obtain administration history: {status.words}; cycle, day and dose unknown",
             "The inotuzumab ozogamicin administrations (MedicationAdministration) "
             f"{status.text()}. The cycle and day of this dose, the interval since the last dose "
             "and the reduction level in force come from them, so they are **unknown**: no dose "
