@@ -57,6 +57,7 @@ class Gaps:
     blocking: dict[Domain, DomainStatus]  # -> obtain-data (and no proceed)
     unchecked: dict[Domain, DomainStatus]  # -> "not checked" lines; proceed becomes a warning
     dose_unknown: bool  # a dose-deciding domain is among `blocking`: no dose is offered
+    deciding: frozenset[Domain] = frozenset()  # the domains that decide this dose
 
     @property
     def all(self) -> dict[Domain, DomainStatus]:
@@ -67,8 +68,12 @@ def history_read(facts: ClinicalFacts) -> bool:
     return facts.status(Domain.ADMINISTRATIONS).read_whole
 
 
+# Where the response is read from (C-5: findings, marrow blasts, Condition in remission).
+RESPONSE_DOMAINS: tuple[Domain, ...] = (Domain.DISEASE, Domain.CONDITIONS)
+
+
 def gaps(facts: ClinicalFacts, *, response_decides_dose: bool) -> Gaps:
-    deciding = set(DOSE_DECIDING) | ({Domain.DISEASE} if response_decides_dose else set())
+    deciding = set(DOSE_DECIDING) | (set(RESPONSE_DOMAINS) if response_decides_dose else set())
     blocking: dict[Domain, DomainStatus] = {}
     unchecked: dict[Domain, DomainStatus] = {}
     for domain, st in facts.not_read().items():
@@ -76,7 +81,7 @@ def gaps(facts: ClinicalFacts, *, response_decides_dose: bool) -> Gaps:
             blocking[domain] = st
         else:
             unchecked[domain] = st
-    return Gaps(blocking, unchecked, any(d in deciding for d in blocking))
+    return Gaps(blocking, unchecked, any(d in deciding for d in blocking), frozenset(deciding))
 
 
 def unknown_course(course: Course, facts: ClinicalFacts) -> Course:
@@ -105,9 +110,7 @@ def obtain_data(ctx: RuleContext, g: Gaps) -> Decision | None:
     if not shown:
         return None
     rules = tuple(dict.fromkeys(r for d in shown for r in DOMAIN_RULES[d]))
-    consequence = ("no dose can be advised" if any(d in DOSE_DECIDING or d is Domain.DISEASE
-                                                    for d in shown)
-                   else "a hold or warning may be missed")
+    consequence = ("no dose can be advised" if g.dose_unknown else "a hold or warning may be missed")
     text = f"Could not read {_names(shown)}: {consequence}"
     body = ("The service could not read all of this data from the EHR, so the checks that use it "
             "were not made. Absence of a finding here does **not** mean none is on record:\n\n"
@@ -137,7 +140,7 @@ def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision
         if g.dose_unknown and d.dose is not None and d.code is not DecisionCode.PROCEED:
             d = replace(d, dose=None, detail=d.detail + (
                 "\n\n**No dose is suggested**: data that sets the dose "
-                f"({_names(x for x in g.blocking if x in DOSE_DECIDING or x is Domain.DISEASE)}) "
+                f"({_names(x for x in g.blocking if x in g.deciding)}) "
                 "was not read whole."))
         out.append(replace(d, extras={**d.extras, NOT_READ: {**not_read, **d.extras.get(NOT_READ, {})}}))
     return out
@@ -172,5 +175,5 @@ def history_not_read(facts: ClinicalFacts, label: Label) -> Decision:
         detail=detail(body, label=label), label=label,
         evidence=(Evidence(concept=Domain.ADMINISTRATIONS.value, value=st.availability.value,
                            note=st.reason or None),),
-        extras={NOT_READ: {Domain.ADMINISTRATIONS.value: st.availability.value}},
+        extras={NOT_READ: {d.value: s.availability.value for d, s in facts.not_read().items()}},
     )
