@@ -473,6 +473,6 @@ class _Reader:
         hint = _STATUS_HINTS.get(status, "")
         if not read and (status in (404, 501) or (status == 400 and _says_unsupported(body))):
             # the server does not offer this resource type or search: a fact, not an outage
-            return _FetchError(f"FHIR server answered {status} (this server does not support the query)",
+            return _FetchError(f"FHIR server answered {status}: this server does not support the query",
                                Availability.UNSUPPORTED)
         return _FetchError(f"FHIR server answered {status}{hint}")

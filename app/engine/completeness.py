@@ -89,14 +89,14 @@ def unknown_course(course: Course, facts: ClinicalFacts) -> Course:
     and interruptions are unknown (never "Cycle 1 Day 1" from the part that was read). The
     reduction level read so far is kept: it is never lowered (SmPC 4.2)."""
     st = facts.status(Domain.ADMINISTRATIONS)
-    note = (f"Cycle and day unknown: the administration history {st.text()}; nothing is inferred "
+    note = (f"Cycle and day unknown (administration history: {st.text()}); nothing is inferred "
             "from the part that was read.")
     return replace(course, cycle=None, day=None, dose_number=None, cycle_start=None,
-                   interruptions=(), explicit=False, notes=(*course.notes, note))
+                   interruptions=(), explicit=False, notes=(note,))
 
 
 def _lines(statuses: dict[Domain, DomainStatus]) -> str:
-    return "\n".join(f"- {DOMAIN_TEXT[d]}: {st.text()} (rules {', '.join(DOMAIN_RULES[d])})"
+    return "\n".join(f"- {DOMAIN_TEXT[d]}: {st.text()}. Rules not applied: {', '.join(DOMAIN_RULES[d])}."
                      for d, st in statuses.items())
 
 
@@ -125,8 +125,8 @@ def obtain_data(ctx: RuleContext, g: Gaps) -> Decision | None:
 
 
 def not_checked_text(g: Gaps) -> str:
-    return ("**Not checked** (the EHR or its FHIR server does not provide this data; nothing was "
-            "looked up):\n" + _lines(g.unchecked))
+    return ("**Not checked**: the EHR or its FHIR server does not provide this data, so these "
+            "checks were not made (this is not the same as none on record):\n" + _lines(g.unchecked))
 
 
 def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision]:
@@ -167,7 +167,7 @@ def history_not_read(facts: ClinicalFacts, label: Label) -> Decision:
     st = facts.status(Domain.ADMINISTRATIONS)
     text = (f"Administration history {st.words}: inotuzumab ozogamicin "
             "treatment status unknown")
-    body = (f"The inotuzumab ozogamicin administrations (MedicationAdministration) {st.text()}. "
+    body = (f"The inotuzumab ozogamicin administrations (MedicationAdministration): {st.text()}. "
             "Whether this patient is on treatment, and what the next dose requires, cannot be "
             "said until they are read. This is not the same as no dose on record.")
     return Decision(

@@ -65,7 +65,7 @@ def _history(ctx: RuleContext) -> list[Decision]:
             ctx, DecisionCode.OBTAIN_DATA, ("C-2",),
             (cite(ctx, "SmPC 4.2 Table 1", "USPI 2.1 Table 1"),),
             f"Obtain administration history: {status.words}; cycle, day and dose unknown",
-            "The inotuzumab ozogamicin administrations (MedicationAdministration) "
+            "The inotuzumab ozogamicin administrations (MedicationAdministration): "
             f"{status.text()}. The cycle and day of this dose, the interval since the last dose "
             "and the reduction level in force come from them, so they are **unknown**: no dose "
             "is advised and the dose, spacing and interruption checks (D-4, D-6, T-1..T-4) were "
