@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 
 from app.engine.context import Course, RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
-from app.engine.facts import ClinicalFacts, Domain, DomainStatus, DOMAIN_TEXT
+from app.engine.facts import DOMAIN_TEXT, Analyte, ClinicalFacts, Domain, DomainStatus
+from app.engine.labs import domain_of
 from app.engine.text import detail, summary
 
 NOT_CHECKED = "not-checked"  # Decision.extras key: {domain: status text} of domains not looked at
@@ -48,6 +49,28 @@ DOMAIN_RULES: dict[Domain, tuple[str, ...]] = {
     Domain.IMMUNIZATIONS: ("P-2",),
     Domain.PATIENT: ("E-2", "P-1", "V-1"),
 }
+
+
+# Decision.needed_data ids (app/data/order_catalogue.json) -> the domain they would be read from;
+# analyte ids map through app.engine.labs.domain_of.
+NEEDED_DATA_DOMAIN: dict[str, Domain] = {
+    "hepatic-panel": Domain.LIVER_LABS, "liver-tests": Domain.LIVER_LABS,
+    "electrolytes": Domain.LIVER_LABS, "cbc-differential": Domain.BLOOD_COUNTS,
+    "cbc": Domain.BLOOD_COUNTS, "ecg": Domain.ECG, "height": Domain.HEIGHT_WEIGHT,
+    "weight": Domain.HEIGHT_WEIGHT, "height-weight": Domain.HEIGHT_WEIGHT,
+    "cd22": Domain.DISEASE, "disease-response": Domain.DISEASE, "response": Domain.DISEASE,
+    "pregnancy-test": Domain.DISEASE, "pregnancy": Domain.DISEASE,
+    "medication-history": Domain.ADMINISTRATIONS,
+}
+
+
+def needed_domain(item: str) -> Domain | None:
+    if item in NEEDED_DATA_DOMAIN:
+        return NEEDED_DATA_DOMAIN[item]
+    try:
+        return domain_of(Analyte(item))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,9 @@ def obtain_data(ctx: RuleContext, g: Gaps) -> Decision | None:
         return None
     rules = tuple(dict.fromkeys(r for d in shown for r in DOMAIN_RULES[d]))
     consequence = ("no dose can be advised" if g.dose_unknown else "a hold or warning may be missed")
-    text = f"Could not read {_names(shown)}: {consequence}"
+    names = list(shown)
+    listed = _names(names) if len(names) <= 3 else f"{_names(names[:2])} and {len(names) - 2} more"
+    text = f"Could not read {listed}: {consequence}"
     body = ("The service could not read all of this data from the EHR, so the checks that use it "
             "were not made. Absence of a finding here does **not** mean none is on record:\n\n"
             f"{_lines(shown)}\n\nRetry, or check these in the chart before the dose is given.")
@@ -130,18 +155,31 @@ def not_checked_text(g: Gaps) -> str:
 
 
 def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision]:
-    """Every decision: no dose offered when a dose-deciding domain was not read whole; every
-    domain not read whole named in its extension."""
+    """Every decision, seen against what was not read whole:
+    - a rule's obtain-data asking only for data that exists but could not be read is replaced by
+      the one card saying so (ordering new tests because a server failed is not the answer);
+    - no dose offered when a dose-deciding domain was not read whole;
+    - a card from a rule that reads such data says its "none found" may be incomplete;
+    - every card names every domain not read whole (extension `notRead`)."""
     if not g.all:
         return decisions
     not_read = {d.value: st.availability.value for d, st in g.all.items()}
+    in_gap_card = {d for d in g.blocking if d is not Domain.ADMINISTRATIONS}
     out = []
     for d in decisions:
+        own = NOT_READ in d.extras  # the cards this module (or C-2) made about the gaps
+        if (not own and d.code is DecisionCode.OBTAIN_DATA and d.needed_data
+                and all(needed_domain(x) in in_gap_card for x in d.needed_data)):
+            continue
         if g.dose_unknown and d.dose is not None and d.code is not DecisionCode.PROCEED:
             d = replace(d, dose=None, detail=d.detail + (
                 "\n\n**No dose is suggested**: data that sets the dose "
-                f"({_names(x for x in g.blocking if x in g.deciding)}) "
-                "was not read whole."))
+                f"({_names(x for x in g.blocking if x in g.deciding)}) was not read whole."))
+        touched = [x for x in g.all if set(d.rules) & set(DOMAIN_RULES[x])]
+        if touched and not own and d.code is not DecisionCode.PROCEED:
+            d = replace(d, detail=d.detail + "\n\n_Data this check reads was not read whole ("
+                        + "; ".join(f"{DOMAIN_TEXT[x]}: {g.all[x].words}" for x in touched)
+                        + "): where it finds nothing, that is not the same as none on record._")
         out.append(replace(d, extras={**d.extras, NOT_READ: {**not_read, **d.extras.get(NOT_READ, {})}}))
     return out
 

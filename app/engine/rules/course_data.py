@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from app.engine.catalogue import RuleSpec
-from app.engine.completeness import history_not_read
+from app.engine.completeness import NOT_READ, history_not_read
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence
 from app.engine.facts import Domain
@@ -70,7 +70,8 @@ def _history(ctx: RuleContext) -> list[Decision]:
             "and the reduction level in force come from them, so they are **unknown**: no dose "
             "is advised and the dose, spacing and interruption checks (D-4, D-6, T-1..T-4) were "
             "not made. Retry, or check the history in the chart before the dose is given.",
-            evidence=ev, needed_data=("medication-history",))]
+            evidence=ev, needed_data=("medication-history",),
+            extras={NOT_READ: {Domain.ADMINISTRATIONS.value: status.availability.value}})]
     reason = problems[0].reason
     return [make_decision(
         ctx, DecisionCode.OBTAIN_DATA, ("C-2",),
