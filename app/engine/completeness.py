@@ -175,7 +175,12 @@ def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision
             d = replace(d, dose=None, detail=d.detail + (
                 "\n\n**No dose is suggested**: data that sets the dose "
                 f"({_names(x for x in g.blocking if x in g.deciding)}) was not read whole."))
-        touched = [x for x in g.all if set(d.rules) & set(DOMAIN_RULES[x])]
+        if Domain.ADMINISTRATIONS in g.all and not own and "Cycle and day unknown" not in d.detail:
+            d = replace(d, detail=d.detail + "\n\n_Cycle and day unknown (administration "
+                        f"history: {g.all[Domain.ADMINISTRATIONS].words}): whether this is the "
+                        "first dose, and which dose of its cycle, is not confirmed._")
+        touched = [x for x in g.all if x is not Domain.ADMINISTRATIONS
+                   and set(d.rules) & set(DOMAIN_RULES[x])]
         if touched and not own and d.code is not DecisionCode.PROCEED:
             d = replace(d, detail=d.detail + "\n\n_Data this check reads was not read whole ("
                         + "; ".join(f"{DOMAIN_TEXT[x]}: {g.all[x].words}" for x in touched)
