@@ -104,8 +104,14 @@ KEY_DOMAINS: dict[str, tuple[Domain, ...]] = {
 
 def domain_availability(key_status: Mapping[str, DomainStatus]) -> dict[Domain, DomainStatus]:
     """Per-key read status (retrieval) -> per-domain status (facts); unknown keys are ignored."""
-    by_domain: dict[Domain, list[DomainStatus]] = {}
+    by_domain: dict[Domain, list[tuple[str, DomainStatus]]] = {}
     for key, status in key_status.items():
         for domain in KEY_DOMAINS.get(key, ()):
-            by_domain.setdefault(domain, []).append(status)
-    return {d: worst(s) for d, s in by_domain.items()}
+            by_domain.setdefault(domain, []).append((key, status))
+    out = {}
+    for domain, pairs in by_domain.items():
+        if len(pairs) > 1:  # say which part was not read: "AdverseEvent: FHIR server answered 404"
+            pairs = [(k, DomainStatus(s.availability, f"{PREFETCH_RESOURCE_TYPES.get(k, k)}: {s.reason}"
+                                      if s.reason else "")) for k, s in pairs]
+        out[domain] = worst([s for _, s in pairs])
+    return out

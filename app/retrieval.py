@@ -424,7 +424,10 @@ class _Reader:
                 async with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(remaining)) as response:
                     log.debug("FHIR answered", extra={"status": response.status_code})
                     if response.status_code != 200:
-                        body = await self._body(response, _ERROR_BODY_BYTES, truncate=True)
+                        try:  # the OperationOutcome may say the type is not supported
+                            body = await self._body(response, _ERROR_BODY_BYTES, truncate=True)
+                        except _FetchError:
+                            body = b""
                         raise self._status_error(response.status_code, body, read)
                     body = await self._body(response, self.max_bytes)
         except TimeoutError as exc:

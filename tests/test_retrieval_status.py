@@ -233,6 +233,6 @@ def test_every_template_key_maps_to_a_domain_and_the_worst_status_wins() -> None
     out = domain_availability({"adverseEvents": DomainStatus(A.UNSUPPORTED, "404"),
                                "allergies": DomainStatus(A.COMPLETE),
                                "labs": DomainStatus(A.EMPTY), "unknown-key": DomainStatus(A.UNREADABLE)})
-    assert out[Domain.REACTIONS] == DomainStatus(A.UNSUPPORTED, "404")
+    assert out[Domain.REACTIONS] == DomainStatus(A.UNSUPPORTED, "AdverseEvent: 404")
     assert out[Domain.LIVER_LABS].availability is A.EMPTY
     assert len(out) == 2
