@@ -32,7 +32,8 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NOW = datetime.now(UTC)
 TIMEOUT_S = 0.6
 
-KEY_OF_CODE = {"8302-2": "vitals", "29463-7": "vitals", "751-8": "cbc", "777-3": "cbc"}
+KEY_OF_CODE = {"8302-2": "vitals", "29463-7": "vitals", "751-8": "cbc", "777-3": "cbc",
+               "97509-4": "disease"}
 
 
 def _iso(days_ago: float) -> str:
@@ -87,12 +88,25 @@ def _observations(days_ago_first_dose: float) -> list[dict]:
     return out
 
 
-def chart(*, day8: bool = True) -> dict[str, list[dict]]:
-    """Resources per prefetch key (searches) and the Patient (read)."""
+def _in_cr(days_ago: float) -> dict:
+    """A disease-response Observation: in full remission (C-5 a)."""
+    return {"resourceType": "Observation", "id": "response-cr", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "97509-4"}]},
+            "subject": {"reference": f"Patient/{PATIENT}"}, "effectiveDateTime": _iso(days_ago),
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "103338009"}]}}
+
+
+def chart(*, day8: bool = True, cycle2: bool = False) -> dict[str, list[dict]]:
+    """Resources per prefetch key (searches) and the Patient (read). Default: Cycle 1 Day 8;
+    cycle2: Cycle 1 given (28, 21, 14 days ago), CR recorded, the draft is Cycle 2 Day 1."""
     by_key: dict[str, list[dict]] = {k: [] for k in PREFETCH_TEMPLATES}
-    for o in _observations(7 if day8 else 0):
+    first = 28 if cycle2 else 7 if day8 else 0
+    for o in _observations(first) + ([_in_cr(3)] if cycle2 else []):
         by_key[KEY_OF_CODE.get(o["code"]["coding"][0]["code"], "labs")].append(o)
     by_key["medicationAdministrations"] = [_administration("c1d1", 7, 1.6)] if day8 else []
+    if cycle2:
+        by_key["medicationAdministrations"] = [_administration("c1d1", 28, 1.6), _administration("c1d8", 21, 1.0),
+                                               _administration("c1d15", 14, 1.0)]
     by_key["patient"] = [{"resourceType": "Patient", "id": PATIENT, "gender": "male", "birthDate": "1970-01-01"}]
     return by_key
 
@@ -288,6 +302,35 @@ def test_dose_deciding_domain_not_read_gives_obtain_data_no_proceed_no_dose(clie
     assert elapsed < TIMEOUT_S + 2.0, elapsed
     # the bearer token only ever went to the fhirServer
     assert all(url.startswith(SERVER) for url, auth in server.auth_seen if auth)
+
+
+def test_whole_chart_cycle_2_day_1_in_cr_proceeds_at_0_5(client):
+    body, _ = call(client, "order-sign", FaultyServer(chart(cycle2=True), None, None))
+    proceed = [c for c in body["cards"] if ext(c)["decision"] == "proceed"]
+    assert proceed and "Cycle 2 Day 1" in proceed[0]["summary"], [c["summary"] for c in body["cards"]]
+    assert ext(proceed[0])["dose"]["mg_per_m2"] == 0.5
+
+
+@pytest.mark.parametrize("fault", FAULTS + ["absent"])
+def test_response_not_read_where_the_dose_depends_on_it(client, fault):
+    # Cycle 2 Day 1: 0.5 mg/m2 in CR/CRi, 0.8 without (SmPC 4.2 Table 1): the response decides it
+    data = chart(cycle2=True)
+    if fault == "absent":  # not in prefetch, no fhirServer: every other key sent
+        prefetch = {k: (data[k][0] if k == "patient" else _searchset(data[k]))
+                    for k in PREFETCH_TEMPLATES if k != "disease"}
+        context = {"userId": "Practitioner/av", "patientId": PATIENT, "draftOrders": _draft(1.0)}
+        res = client.post("/cds-services/besponsa-order-sign", json={
+            "hook": "order-sign", "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch})
+        assert res.status_code == 200, res.text
+        body, wording = res.json(), "not provided by the EHR"
+    else:
+        body, _ = call(client, "order-sign", FaultyServer(data, "disease", fault))
+        wording = WORDING[fault]
+    assert "proceed" not in decisions(body)
+    assert actions(body, "update") == [] and all("dose" not in ext(c) for c in body["cards"])
+    gap = [c for c in body["cards"] if ext(c)["decision"] == "obtain-data" and "disease assessments" in c["summary"]]
+    assert gap and "no dose can be advised" in gap[0]["summary"], [c["summary"] for c in body["cards"]]
+    assert wording in gap[0]["detail"]
 
 
 def test_issue_example_day_8_history_unreadable_gets_no_update_to_1_6_mg(client):

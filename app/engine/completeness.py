@@ -17,11 +17,11 @@ One mechanism, applied by `app.engine.evaluate` to every rule family's output, r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from app.engine.context import Course, RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
-from app.engine.facts import DOMAIN_TEXT, Analyte, ClinicalFacts, Domain, DomainStatus
+from app.engine.facts import DOMAIN_TEXT, Analyte, Availability, ClinicalFacts, Domain, DomainStatus
 from app.engine.labs import domain_of
 from app.engine.text import detail, summary
 
@@ -114,8 +114,11 @@ def unknown_course(course: Course, facts: ClinicalFacts) -> Course:
     st = facts.status(Domain.ADMINISTRATIONS)
     note = (f"Cycle and day unknown (administration history: {st.text()}); nothing is inferred "
             "from the part that was read.")
-    return replace(course, cycle=None, day=None, dose_number=None, cycle_start=None,
-                   interruptions=(), explicit=False, notes=(note,))
+    unknown: dict = dict(cycle=None, day=None, dose_number=None, cycle_start=None,
+                         interruptions=(), explicit=False, notes=(note,))
+    # any other "where this dose falls" field the course may carry (T-2's omitted dose)
+    unknown.update({f.name: None for f in fields(course) if f.name == "omitted_dose"})
+    return replace(course, **unknown)
 
 
 def _lines(statuses: dict[Domain, DomainStatus]) -> str:
@@ -136,8 +139,13 @@ def obtain_data(ctx: RuleContext, g: Gaps) -> Decision | None:
     consequence = ("no dose can be advised" if g.dose_unknown else "a hold or warning may be missed")
     names = list(shown)
     listed = _names(names) if len(names) <= 3 else f"{_names(names[:2])} and {len(names) - 2} more"
-    text = f"Could not read {listed}: {consequence}"
-    body = ("The service could not read all of this data from the EHR, so the checks that use it "
+    kinds = {st.availability for st in shown.values()}
+    verb = ("Could not read" if all(k.failed for k in kinds)
+            else "Not provided by the EHR:" if kinds == {Availability.NOT_PROVIDED}
+            else "Not supported by the FHIR server:" if kinds == {Availability.UNSUPPORTED}
+            else "Not read whole:")
+    text = f"{verb} {listed}: {consequence}"
+    body = ("The service did not get all of this data from the EHR, so the checks that use it "
             "were not made. Absence of a finding here does **not** mean none is on record:\n\n"
             f"{_lines(shown)}\n\nRetry, or check these in the chart before the dose is given.")
     ev = tuple(Evidence(concept=d.value, value=st.availability.value, note=st.reason or None)
