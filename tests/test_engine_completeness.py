@@ -134,3 +134,23 @@ def test_safety_net_never_suggests_above_the_reduction_level_in_force():
     ctx2 = context(f, course=make_course(cycle=2, day=15, reduction_level=2))
     (cut2,) = _cap_suggestions(ctx2, [_dose_decision(_rec(0.375, 2, 15, 2))])
     assert cut2.dose is None
+
+
+def test_issue_example_0_85_mg_day_8_is_never_raised_to_1_36_mg():
+    # BSA 1.70 m2 (170 cm, 61.2 kg): Day 8 = 0.5 x 1.7 = 0.85 mg; read as "Cycle 1 Day 1" the
+    # order would be "corrected" to 0.8 x 1.7 = 1.36 mg, a second 0.8 mg/m2 dose in the cycle.
+    from dataclasses import replace
+
+    from engine_factories import body
+
+    whole = day8()
+    whole = replace(whole, measurements=tuple(m for m in whole.measurements
+                                              if m.analyte not in (Analyte.HEIGHT, Analyte.WEIGHT))
+                    + tuple(body(170, 61.2, day(8) - (day(2) - day(1)))))
+    whole = replace(whole, draft=replace(whole.draft, dose_mg=0.85, dose_mg_per_m2=None))
+    assert evaluate(whole, day(8))[-1].code is DecisionCode.PROCEED
+    unread = with_status(replace(whole, doses_given=()),
+                         administrations=(A.UNREADABLE, "FHIR server answered 500"))
+    ds = evaluate(unread, day(8))
+    assert all(d.dose is None for d in ds) and DecisionCode.PROCEED not in {d.code for d in ds}
+    assert not any("1.36" in d.summary or "1.36" in d.detail for d in ds)
