@@ -447,3 +447,17 @@ def test_patient_view_on_treatment_labs_unreadable_names_them(client, key):
     body, _ = call(client, "patient-view", FaultyServer(chart(), key, "500"))
     texts = " ".join(c["summary"] + c.get("detail", "") for c in body["cards"])
     assert DOSE_KEYS[key][1] in texts and "could not be read" in texts
+
+
+def test_hold_found_in_labs_read_whole_survives_an_unreadable_history(client):
+    # bilirubin 2.1 mg/dL (1.75 x ULN) and AST 95 U/L (2.79 x ULN) the day before: L-2 hold
+    data = chart()
+    for o in data["labs"]:
+        if o["id"] == "bili-now":
+            o["valueQuantity"]["value"] = 2.1
+        if o["id"] == "ast-now":
+            o["valueQuantity"]["value"] = 95
+    body, _ = call(client, "order-sign", FaultyServer(data, "medicationAdministrations", "500"))
+    assert any(ext(c)["decision"] == "hold" and "L-2" in ext(c)["rules"] for c in body["cards"]), \
+        [c["summary"] for c in body["cards"]]
+    assert actions(body, "update") == [] and "proceed" not in decisions(body)
