@@ -17,7 +17,7 @@ One mechanism, applied by `app.engine.evaluate` to every rule family's output, r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from app.engine.context import Course, RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
@@ -114,11 +114,8 @@ def unknown_course(course: Course, facts: ClinicalFacts) -> Course:
     st = facts.status(Domain.ADMINISTRATIONS)
     note = (f"Cycle and day unknown (administration history: {st.text()}); nothing is inferred "
             "from the part that was read.")
-    unknown: dict = dict(cycle=None, day=None, dose_number=None, cycle_start=None,
-                         interruptions=(), explicit=False, notes=(note,))
-    # any other "where this dose falls" field the course may carry (T-2's omitted dose)
-    unknown.update({f.name: None for f in fields(course) if f.name == "omitted_dose"})
-    return replace(course, **unknown)
+    return replace(course, cycle=None, day=None, dose_number=None, cycle_start=None,
+                   interruptions=(), explicit=False, omitted_dose=None, notes=(note,))
 
 
 def _lines(statuses: dict[Domain, DomainStatus]) -> str:

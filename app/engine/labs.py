@@ -18,6 +18,7 @@ from app.engine import ctcae
 from app.engine.context import RuleContext
 from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, Domain, Measurement
+from app.engine.text import sent_as
 
 DISPLAY: dict[str, str] = {
     Analyte.BILIRUBIN: "Total bilirubin",
@@ -154,6 +155,9 @@ def evidence(reading: LabReading, note: str | None = None) -> Evidence:
         notes.append(f"reported as {m.comparator}{num(m.value)}")
     if m.method:
         notes.append(m.method)
+    sent = sent_as(m)
+    if sent:
+        notes.append(f"sent as {sent}, converted")
     return Evidence(
         concept=m.analyte.value,
         reference=m.reference,
@@ -165,6 +169,7 @@ def evidence(reading: LabReading, note: str | None = None) -> Evidence:
         grade=reading.grade,
         date=m.effective,
         note="; ".join(notes) or None,
+        sent=sent,
     )
 
 
