@@ -145,12 +145,18 @@ def test_answer_equals_the_whole_charts_or_names_every_domain_not_read(chart, pl
             named = set(d.extras.get(completeness.NOT_READ, {}))
             assert {x.value for x in not_read} <= named, (d.summary, sorted(not_read), named)
 
-    # (2) never a dose suggestion the whole chart would not have offered
+    # (2) never a dose suggestion the whole chart would not have offered, unless every domain not
+    # read was merely not provided / not supported (the EHR's choice, not an error), none of them
+    # sets the dose, and the card offering it names them as not checked
     offered = {(d.dose.mg_per_m2, d.dose.cycle, d.dose.day) for d in full_ds
                if d.dose is not None}
     for d in part_ds:
-        if d.dose is not None and d.code is not DecisionCode.PROCEED:
-            assert (d.dose.mg_per_m2, d.dose.cycle, d.dose.day) in offered, (d.summary, plan)
+        if d.dose is not None and d.code is not DecisionCode.PROCEED \
+                and (d.dose.mg_per_m2, d.dose.cycle, d.dose.day) not in offered:
+            assert not_read, (d.summary, plan)
+            assert not any(part.status(x).availability.failed for x in not_read), (d.summary, plan)
+            assert not (not_read & set(completeness.DOSE_DECIDING)), (d.summary, plan)
+            assert set(d.extras.get(completeness.NOT_CHECKED, {})) == {x.value for x in not_read}
 
     # (3) proceed only on dose-deciding data read whole; beside data not checked it says so
     for d in part_ds:

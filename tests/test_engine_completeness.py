@@ -154,3 +154,28 @@ def test_issue_example_0_85_mg_day_8_is_never_raised_to_1_36_mg():
     ds = evaluate(unread, day(8))
     assert all(d.dose is None for d in ds) and DecisionCode.PROCEED not in {d.code for d in ds}
     assert not any("1.36" in d.summary or "1.36" in d.detail for d in ds)
+
+
+def _wrong_day8() -> ClinicalFacts:  # Day 8 ordered at 0.8 mg/m2: D-4 corrects it to 0.5
+    return clean_facts(draft(day(8), mg_per_m2=0.8), [dose(day(1), mg_per_m2=0.8)])
+
+
+def test_correct_dose_offered_on_whole_data():
+    (fix,) = [d for d in evaluate(_wrong_day8(), day(8)) if d.code is DecisionCode.CORRECT_DOSE]
+    assert fix.dose is not None and fix.dose.mg_per_m2 == 0.5
+
+
+def test_reactions_unreadable_no_dose_suggested_they_may_stop_the_treatment():
+    f = with_status(_wrong_day8(), infusion_reactions=(A.UNREADABLE, "FHIR server answered 500"))
+    ds = evaluate(f, day(8))
+    (fix,) = [d for d in ds if d.code is DecisionCode.CORRECT_DOSE]
+    assert fix.dose is None and "No dose is suggested** until this data is read" in fix.detail
+    assert any(d.code is DecisionCode.OBTAIN_DATA and "infusion reactions" in d.summary for d in ds)
+
+
+def test_reactions_not_provided_dose_card_names_them_as_not_checked():
+    f = with_status(_wrong_day8(), infusion_reactions=(A.NOT_PROVIDED, "not in prefetch"))
+    (fix,) = [d for d in evaluate(f, day(8)) if d.code is DecisionCode.CORRECT_DOSE]
+    assert fix.dose is not None and fix.dose.mg_per_m2 == 0.5
+    assert fix.extras[completeness.NOT_CHECKED] == {"infusion-reactions": "not provided by the EHR (not in prefetch)"}
+    assert fix.detail.startswith("**Not checked**")

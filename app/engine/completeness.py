@@ -5,7 +5,8 @@ One mechanism, applied by `app.engine.evaluate` to every rule family's output, r
 
 - Dose-deciding domains (administrations, liver tests, blood counts, height and weight, and the
   disease response where the dose depends on it) not read whole -> `obtain-data`; then no
-  `proceed` and no decision offers a dose.
+  `proceed` and no decision offers a dose. Nor when any other domain could not be read: it may
+  hide a stop (severe reaction, VOD), and no dose is proposed beside a stop.
 - Administrations not read whole -> the course is unknown: no cycle, day or interruption is
   inferred from a part of the history (`unknown_course`).
 - Other domains (transfusions, infusion reactions, pregnancy, HSCT plans, vaccines, QT drugs):
@@ -176,10 +177,12 @@ def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision
         if (not own and d.code is DecisionCode.OBTAIN_DATA and d.needed_data
                 and all(needed_domain(x) in in_gap_card for x in d.needed_data)):
             continue
-        if g.dose_unknown and d.dose is not None and d.code is not DecisionCode.PROCEED:
+        if g.blocking and d.dose is not None and d.code is not DecisionCode.PROCEED:
+            # data that sets the dose, or that may stop the treatment (a severe reaction, VOD:
+            # then no dose is proposed at all), was not read whole
             d = replace(d, dose=None, detail=d.detail + (
-                "\n\n**No dose is suggested**: data that sets the dose "
-                f"({_names(x for x in g.blocking if x in g.deciding)}) was not read whole."))
+                f"\n\n**No dose is suggested** until this data is read: {_names(g.blocking)} "
+                "(it sets the dose or may stop the treatment)."))
         if Domain.ADMINISTRATIONS in g.all and not own and "Cycle and day unknown" not in d.detail:
             d = replace(d, detail=d.detail + "\n\n_Cycle and day unknown (administration "
                         f"history: {g.all[Domain.ADMINISTRATIONS].words}): whether this is the "
@@ -195,7 +198,8 @@ def apply(ctx: RuleContext, decisions: list[Decision], g: Gaps) -> list[Decision
 
 
 def with_not_checked(decision: Decision, g: Gaps) -> Decision:
-    """The proceed card (or the first card) lists what was not checked; proceed -> warning."""
+    """A card that offers a dose (proceed, a corrected dose), or the first card, lists what was
+    not checked; a proceed beside it is a warning (app.cards.indicator)."""
     if not g.unchecked:
         return decision
     names = _names(g.unchecked)

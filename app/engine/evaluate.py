@@ -91,9 +91,10 @@ def evaluate(
             proceed = _family_failed(ctx, "dose and preparation", PREP_RULES, exc)
         if proceed is not None:
             decisions.append(completeness.apply(ctx, [proceed], gaps)[0])
-    if gaps.unchecked and decisions:  # the proceed card, else the first, names what was not checked
-        i = next((i for i, d in enumerate(decisions) if d.code is DecisionCode.PROCEED), 0)
-        decisions[i] = completeness.with_not_checked(decisions[i], gaps)
+    if gaps.unchecked and decisions:  # cards offering a dose, else the first, name what was not checked
+        doses = [i for i, d in enumerate(decisions) if d.dose is not None] or [0]
+        for i in doses:
+            decisions[i] = completeness.with_not_checked(decisions[i], gaps)
     return decisions
 
 
