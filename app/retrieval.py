@@ -438,7 +438,7 @@ class _Reader:
             raise _FetchError("FHIR server could not be reached") from exc
         except httpx.HTTPError as exc:
             raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
-        try:
+        try:  # strict, as for request bodies: NaN, invalid UTF-8 and lone surrogates are malformed (#9)
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise _FetchError("FHIR server answered malformed JSON") from exc

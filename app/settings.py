@@ -33,6 +33,15 @@ class Settings(BaseSettings):
         20_000_000, ge=1024,
         description="Most decoded bytes read from one FHIR answer (a larger or gzip-bomb answer is not read).",
     )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; larger ones get 413 before they are read "
+        "(a year of daily labs in prefetch is about 4.3 MB).",
+    )
+    max_json_depth: int = Field(
+        64, ge=8, le=1000, description="Deepest JSON nesting accepted in a request body; deeper gets 400."
+    )
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
     premedication_file: str | None = Field(
         None,
