@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from app.http.auth import authenticate_client
 from app.storage import FeedbackRejected
 from cds_hooks.feedback import FeedbackRequest, error_details
 
@@ -92,6 +93,7 @@ def _service_known(services: Any, service_id: str) -> bool:
 @router.post(
     "/cds-services/{service_id}/feedback",
     summary="CDS Hooks 2.0 feedback: accepted suggestions and override reasons for shown cards",
+    dependencies=[Depends(authenticate_client)],
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -8,13 +8,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.http.auth import authenticate_client, check_fhir_server
 from app.http.errors import INTERNAL_ERROR, ErrorBody, error_response, invalid_request
 from app.http.examples import ERROR_EXAMPLES, REQUEST_EXAMPLES, RESPONSE_EXAMPLES
 from app.service import HookCallError, run_hook
+from cds_hooks.security import AuthenticatedClient
 from cds_hooks.cards import CDSResponse
 from cds_hooks.discovery import DiscoveryResponse
 from cds_hooks.request import RequestProblem, parse_request, validate_context
@@ -39,6 +41,7 @@ def _error_doc(status: int, description: str) -> dict[str, Any]:
     response_model_exclude_none=True,
     tags=["CDS Hooks"],
     summary="Discovery: the services this server offers",
+    dependencies=[Depends(authenticate_client)],
 )
 async def discovery(request: Request) -> dict[str, Any]:
     return {"services": [s.to_json() for s in request.app.state.services.values()]}
@@ -90,7 +93,7 @@ async def _read_json(request: Request) -> Any:
             "description": "Cards, most severe first (possibly none).",
             "content": {"application/json": {"examples": RESPONSE_EXAMPLES}},
         },
-        400: _error_doc(400, "Malformed JSON or a request that breaks CDS Hooks 2.0."),
+        400: _error_doc(400, "Malformed JSON, a request that breaks CDS Hooks 2.0, or a fhirServer not trusted for the caller."),
         404: _error_doc(404, "No service with this id."),
         412: _error_doc(412, "Required prefetch data absent and no fhirServer to fetch it from."),
         500: _error_doc(500, "Unexpected failure (never for bad input)."),
@@ -107,7 +110,9 @@ async def _read_json(request: Request) -> Any:
         }
     },
 )
-async def call_service(service_id: str, request: Request) -> JSONResponse:
+async def call_service(
+    service_id: str, request: Request, caller: AuthenticatedClient | None = Depends(authenticate_client)
+) -> JSONResponse:
     started = time.perf_counter()
     now = datetime.now(UTC)  # the request time: the only clock read of a hook call
     fields: dict[str, Any] = {"service": service_id}
@@ -128,6 +133,7 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
             context = validate_context(service.hook, hook_request.context)
         except RequestProblem as exc:
             raise invalid_request(exc.message, exc.details) from exc
+        check_fhir_server(request, caller, hook_request.fhirServer)  # before anything is fetched
         fields["patient"] = context.patientId
         result = await run_hook(
             service,
