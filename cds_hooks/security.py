@@ -48,6 +48,10 @@ class AuthError(Exception):
         self.token_sent = token_sent
 
 
+class ReplayStoreUnavailable(Exception):
+    """The jti store could not be asked: the call can be neither accepted nor refused (-> 503)."""
+
+
 class TrustConfigError(ValueError):
     """The trusted-clients file cannot be used."""
 
@@ -60,14 +64,11 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def _key_url(value: str) -> str:
-    """A JWKS URL: https, or http only on a loopback host (local tests)."""
+    """A JWKS URL: https, or http only on a loopback host (local tests); compared exactly."""
     parts = urlsplit(value)
     host = (parts.hostname or "").lower()
-    if parts.scheme == "https" and host:
-        pass
-    elif parts.scheme == "http" and _is_loopback_host(host):
-        pass
-    else:
+    secure = parts.scheme == "https" and bool(host)
+    if not (secure or (parts.scheme == "http" and _is_loopback_host(host))):
         raise ValueError(f"'{value}' must be an https URL (http only on localhost)")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"'{value}' must not carry user info")
@@ -350,25 +351,28 @@ class TokenVerifier:
                 leeway=self.leeway_seconds,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"], "strict_aud": False},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             raise AuthError(f"token refused: {type(exc).__name__}: {exc}", iss=client.iss) from None
 
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_CLAIM_LENGTH:
             raise AuthError("jti must be a string of 1-255 characters", iss=client.iss)
         now = datetime.now(UTC)
-        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        if expires_at - now > timedelta(seconds=self.max_lifetime_seconds):
+        if int(claims["exp"]) - now.timestamp() > self.max_lifetime_seconds:  # also bounds the jti store
             raise AuthError(f"exp is more than {self.max_lifetime_seconds:g} s ahead", iss=client.iss)
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
         if client.tenant is not None and claims.get("tenant") != client.tenant:
             raise AuthError("tenant does not match the client's", iss=client.iss)
-        fresh = await self._run_sync(
-            self._replay_store().remember_token_id,
-            client.iss,
-            jti,
-            expires_at + timedelta(seconds=self.leeway_seconds),
-            now,
-        )
+        try:
+            fresh = await self._run_sync(
+                self._replay_store().remember_token_id,
+                client.iss,
+                jti,
+                expires_at + timedelta(seconds=self.leeway_seconds),
+                now,
+            )
+        except Exception as exc:  # noqa: BLE001 - a database outage is not a client error
+            raise ReplayStoreUnavailable(type(exc).__name__) from exc
         if not fresh:
             raise AuthError("jti was already used (replay)", iss=client.iss)
         return AuthenticatedClient(client=client, claims=claims)

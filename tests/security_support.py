@@ -55,6 +55,15 @@ def token(key: Any, alg: str, kid: str, *, headers: dict[str, Any] | None = None
     return jwt.encode(claims(**claim_overrides), key, algorithm=alg, headers={"kid": kid, "typ": "JWT", **(headers or {})})
 
 
+def raw_token(key: Any, alg: str, header: dict[str, Any], **claim_overrides: Any) -> str:
+    """Signed as given: claims and header PyJWT's encoder would refuse to produce."""
+    head = _b64(json.dumps({"alg": alg, "typ": "JWT", **header}).encode())
+    body = _b64(json.dumps(claims(**claim_overrides)).encode())
+    signing_input = f"{head}.{body}".encode()
+    signature = jwt.get_algorithm_by_name(alg).sign(signing_input, key)
+    return f"{head}.{body}.{_b64(signature)}"
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -25,6 +25,7 @@ from tests.security_support import (
     hs256_with_public_key,
     private_key,
     public_jwk,
+    raw_token,
     token,
     unsigned_token,
     write_clients,
@@ -76,6 +77,16 @@ def test_a_valid_token_passes_on_discovery_hook_call_and_feedback(alg: str, clie
     assert feedback.status_code != 401  # authenticated; the empty list is the feedback route's to judge
 
 
+@pytest.mark.parametrize("alg", ["RS256", "RS512", "PS256", "PS384"])
+def test_other_rsa_algorithms_pass_with_a_key_without_alg(alg: str, client: TestClient) -> None:
+    assert client.get("/cds-services", headers=bearer(token(RSA, alg, "rsa1"))).status_code == 200
+
+
+def test_the_hand_built_token_helper_signs_validly(client: TestClient) -> None:
+    # the refused cases built with raw_token fail for their stated reason, not a bad signature
+    assert client.get("/cds-services", headers=bearer(raw_token(EC, "ES384", {"kid": "ec1"}))).status_code == 200
+
+
 def test_aud_may_be_a_list_holding_the_url_called(client: TestClient) -> None:
     tok = token(EC, "ES384", "ec1", aud=["https://other.example/x", DISCOVERY])
     assert client.get("/cds-services", headers=bearer(tok)).status_code == 200
@@ -118,6 +129,11 @@ def _refused_tokens() -> dict[str, str]:
         "no exp": token(EC, "ES384", "ec1", exp=None),
         "no iat": token(EC, "ES384", "ec1", iat=None),
         "lifetime beyond the maximum": token(EC, "ES384", "ec1", exp=now + 7200),
+        "exp far beyond any date": token(EC, "ES384", "ec1", exp=10**20),
+        "exp not a number": token(EC, "ES384", "ec1", exp="soon"),
+        "iss not a string": raw_token(EC, "ES384", {"kid": "ec1"}, iss=["https://ehr.example.org"]),
+        "kid not a string": raw_token(EC, "ES384", {"kid": 7}),
+        "no kid": raw_token(EC, "ES384", {}),
         "typ not JWT": token(EC, "ES384", "ec1", headers={"typ": "at+jwt"}),
     }
 
@@ -244,3 +260,16 @@ def test_an_unusable_jwks_url_gives_401_never_500(tmp_path: Path, failure: Any) 
         with TestClient(url_client_app(tmp_path, jwks_url=JWKS_URL), raise_server_exceptions=False) as c:
             assert_bare_401(c.get("/cds-services", headers=bearer(token(ec256, "ES256", "k1", iss="https://url.example.org"))))
     assert attacker.call_count == 0  # redirects are not followed
+
+
+def test_a_database_outage_during_the_replay_check_is_503_not_a_pass(tmp_path: Path) -> None:
+    class DownStore:
+        def remember_token_id(self, *args: Any) -> bool:
+            raise OSError("database is down")
+
+    app = create_app(jwt_settings(tmp_path, [ehr_entry()]))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        app.state.store = DownStore()
+        r = c.get("/cds-services", headers=bearer(token(EC, "ES384", "ec1")))
+    assert r.status_code == 503
+    assert r.json()["error"] == "store_unavailable"

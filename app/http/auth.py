@@ -24,6 +24,7 @@ from cds_hooks.security import (
     AuthenticatedClient,
     AuthError,
     JWKSCache,
+    ReplayStoreUnavailable,
     TokenVerifier,
     TrustConfigError,
     TrustedClient,
@@ -39,6 +40,11 @@ SANDBOX_ISS = "https://sandbox.cds-hooks.org"
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
 
 UNAUTHORIZED = {"error": "unauthorized", "message": "A valid CDS client JWT is required (CDS Hooks 2.0 security)."}
+
+REPLAY_STORE_DOWN = {
+    "error": "store_unavailable",
+    "message": "The client token could not be checked for replay (database unavailable); nothing was done.",
+}
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -142,7 +148,9 @@ async def authenticate_client(
             extra={"path": request.url.path, "status": 401},
         )
         raise HTTPException(401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": www_authenticate(exc)}) from None
-    request.state.cds_client = caller.iss
+    except ReplayStoreUnavailable as exc:  # fail closed, but say it is the service's fault
+        log.error("jti replay store unavailable", extra={"path": request.url.path, "error_type": str(exc)})
+        raise HTTPException(503, detail=REPLAY_STORE_DOWN, headers={"Retry-After": "5"}) from None
     return caller
 
 
@@ -176,3 +184,7 @@ def openapi_security_responses(doc: dict[str, Any]) -> None:
                     }},
                     "content": {"application/json": {"example": UNAUTHORIZED}},
                 }
+                operation["responses"].setdefault("503", {
+                    "description": "The token's jti could not be checked (database unavailable; only with BESPONSA_AUTH=jwt).",
+                    "content": {"application/json": {"example": REPLAY_STORE_DOWN}},
+                })
