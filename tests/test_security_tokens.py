@@ -188,6 +188,13 @@ def test_aud_follows_the_public_base_url_behind_a_proxy(tmp_path: Path) -> None:
         assert_bare_401(c.get("/cds-services", headers=bearer(token(EC, "ES384", "ec1", aud="http://testserver/cds-services"))))
 
 
+def test_aud_with_a_root_path_proxy_counts_the_prefix_once(tmp_path: Path) -> None:
+    app = create_app(jwt_settings(tmp_path, [ehr_entry()], public_base_url="https://gateway.example.org/besponsa"))
+    with TestClient(app, root_path="/besponsa") as c:
+        ok = token(EC, "ES384", "ec1", aud="https://gateway.example.org/besponsa/cds-services")
+        assert c.get("/cds-services", headers=bearer(ok)).status_code == 200
+
+
 def test_leeway_accepts_small_clock_skew_only(tmp_path: Path) -> None:
     now = int(time.time())
     app = create_app(jwt_settings(tmp_path, [ehr_entry()], auth_leeway_seconds=60))

@@ -136,7 +136,10 @@ async def authenticate_client(
     if verifier is None:
         return None
     settings: Settings = request.app.state.settings
-    audience = settings.public_base_url.rstrip("/") + request.url.path  # the URL the client called
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):  # a proxy prefix belongs in BESPONSA_PUBLIC_BASE_URL
+        path = path[len(root):]
+    audience = settings.public_base_url.rstrip("/") + path  # the URL the client called
     try:
         caller = await verifier.verify(request.headers.get("authorization"), audience)
     except AuthError as exc:
