@@ -324,7 +324,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise AuthError("token is not a JWT") from None
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise AuthError(f"algorithm {alg!r} is not accepted (asymmetric signatures only)")
         typ = header.get("typ")
         if typ is not None and str(typ).upper() != "JWT":
@@ -380,7 +380,7 @@ class TokenVerifier:
     async def _key(self, client: TrustedClient, header: dict[str, Any], kid: str) -> dict[str, Any]:
         """The client's key for `kid`: configured keys first; a `jku` only when allowlisted."""
         jku = header.get("jku")
-        if jku is not None and jku not in client.jku_allowlist:
+        if jku is not None and (not isinstance(jku, str) or jku not in client.jku_allowlist):
             raise AuthError("jku is not on the client's jku_allowlist", iss=client.iss)
         if client.jwks is not None:
             keys = _keys_by_kid(client.jwks)

@@ -68,9 +68,9 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def unsigned_token(kid: str, **claim_overrides: Any) -> str:
-    """alg none: header.payload. (no signature)."""
-    header = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
+def unsigned_token(kid: str, header_alg: Any = "none", **claim_overrides: Any) -> str:
+    """alg none (or any odd `alg` value): header.payload. (no signature)."""
+    header = _b64(json.dumps({"alg": header_alg, "typ": "JWT", "kid": kid}).encode())
     return f"{header}.{_b64(json.dumps(claims(**claim_overrides)).encode())}."
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fastapi.testclient import TestClient
 
 from app.http.app import create_app
@@ -134,6 +136,8 @@ def _refused_tokens() -> dict[str, str]:
         "iss not a string": raw_token(EC, "ES384", {"kid": "ec1"}, iss=["https://ehr.example.org"]),
         "kid not a string": raw_token(EC, "ES384", {"kid": 7}),
         "no kid": raw_token(EC, "ES384", {}),
+        "alg a list": unsigned_token("ec1", header_alg=["ES384"]),
+        "jku a list": raw_token(EC, "ES384", {"kid": "ec1", "jku": ["https://ehr.example.org/.well-known/jwks.json"]}),
         "typ not JWT": token(EC, "ES384", "ec1", headers={"typ": "at+jwt"}),
     }
 
@@ -280,3 +284,29 @@ def test_a_database_outage_during_the_replay_check_is_503_not_a_pass(tmp_path: P
         r = c.get("/cds-services", headers=bearer(token(EC, "ES384", "ec1")))
     assert r.status_code == 503
     assert r.json()["error"] == "store_unavailable"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+_header_keys = st.sampled_from(["alg", "kid", "typ", "jku", "crit", "jwk", "x5u"])
+_claim_keys = st.sampled_from(["iss", "aud", "exp", "iat", "nbf", "jti", "tenant"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.dictionaries(_header_keys, _json, max_size=5),
+    payload=st.dictionaries(_claim_keys, _json, max_size=7),
+    signature=st.binary(max_size=64),
+)
+def test_any_malformed_token_is_a_401_never_a_500(client: TestClient, header: dict, payload: dict, signature: bytes) -> None:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    tok = ".".join([b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), b64(signature)])
+    assert client.get("/cds-services", headers=bearer(tok)).status_code == 401
