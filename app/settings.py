@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +70,16 @@ class Settings(BaseSettings):
         description="Extra value-set CSV (same columns) added to the bundled ones, e.g. local lab codes.",
     )
 
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip().rstrip("/") for o in value.split(",") if o.strip()):
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path
+                                  or parts.query or "@" in parts.netloc):
+                raise ValueError(f"'{origin}' is not an origin (scheme://host[:port]) or '*'")
+        return value
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -205,3 +205,22 @@ def test_the_development_default_stays_open_for_the_demo() -> None:
         r = c.get("/cds-services", headers={"Origin": "https://sandbox.cds-hooks.org"})
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.parametrize("origins", ["ehr.example.org", "https://ehr.example.org/app", "javascript:alert(1)", "https://a@b.example"])
+def test_cors_origins_must_be_origins(origins: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="is not an origin"):
+        Settings(cors_origins=origins)
+
+
+def test_listed_cors_origins_only_are_allowed(tmp_path: Path) -> None:
+    app = create_app(prod_settings(tmp_path, cors_origins="https://ehr.example.org, https://sandbox.example.org/"))
+    with TestClient(app) as c:
+        for origin in ("https://ehr.example.org", "https://sandbox.example.org"):
+            pre = c.options("/cds-services", headers={"Origin": origin, "Access-Control-Request-Method": "GET",
+                                                       "Access-Control-Request-Headers": "authorization"})
+            assert pre.headers["access-control-allow-origin"] == origin
+        other = c.options("/cds-services", headers={"Origin": "https://attacker.example", "Access-Control-Request-Method": "GET"})
+        assert "access-control-allow-origin" not in other.headers
