@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from app import fhir_client
+from app import fhir_client, observability
 from app.engine.facts import DataProblem
 
 log = logging.getLogger("besponsa_cds.retrieval")
@@ -59,6 +59,10 @@ class _KeyResult:
 
 class _FetchError(Exception):
     """Why one FHIR request gave no usable answer (message is the human-readable cause)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered
 
 
 def resource_type_of(query: str) -> str:
@@ -249,7 +253,7 @@ async def _fetch_key(
     try:
         body = await _get_json(url, token, deadline)
     except _FetchError as exc:
-        log.warning("FHIR query failed: %s (%s)", key, resource_type_of(query))
+        log.warning("FHIR query failed: %s (%s)", key, resource_type_of(query), extra={"status": exc.status})
         result.problems.append(_problem(key, query, str(exc)))
         result.failed = True
         return
@@ -274,7 +278,7 @@ async def _fetch_key(
     next_url = _next_link(body)
     if next_url is not None:
         await _follow_pages(key, query, next_url, base, token, deadline, max_pages - 1, result)
-    log.info("FHIR query read: %s: %d resources", key, len(result.resources))
+    log.debug("FHIR query read: %s: %d resources", key, len(result.resources))
     return
 
 
@@ -329,24 +333,31 @@ def _same_origin(url: str, base: str) -> bool:
 async def _get_json(url: str, token: str | None, deadline: float) -> Any:
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
+        observability.fhir_error("budget_exhausted")
         raise _FetchError("FHIR server was not queried: time budget exhausted")
     headers = {"Accept": fhir_client.FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     client = fhir_client.client_for(url)
-    try:
-        response = await client.get(url, headers=headers, timeout=httpx.Timeout(remaining))
-    except httpx.TimeoutException as exc:
-        raise _FetchError("FHIR server did not answer in time") from exc
-    except httpx.ConnectError as exc:
-        raise _FetchError("FHIR server could not be reached") from exc
-    except httpx.HTTPError as exc:
-        raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
-    log.debug("FHIR answered", extra={"status": response.status_code})
-    if response.status_code != 200:
-        hint = _STATUS_HINTS.get(response.status_code, "")
-        raise _FetchError(f"FHIR server answered {response.status_code}{hint}")
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _FetchError("FHIR server answered malformed JSON") from exc
+    with observability.fhir_query(resource_type_of(url)) as observed:  # span + metrics, no URL
+        try:
+            response = await client.get(url, headers=headers, timeout=httpx.Timeout(remaining))
+        except httpx.TimeoutException as exc:
+            observed.failed("timeout")
+            raise _FetchError("FHIR server did not answer in time") from exc
+        except httpx.ConnectError as exc:
+            observed.failed("unreachable")
+            raise _FetchError("FHIR server could not be reached") from exc
+        except httpx.HTTPError as exc:
+            observed.failed("transport")
+            raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
+        log.debug("FHIR answered", extra={"status": response.status_code})
+        observed.answered(response.status_code)
+        if response.status_code != 200:
+            hint = _STATUS_HINTS.get(response.status_code, "")
+            raise _FetchError(f"FHIR server answered {response.status_code}{hint}", response.status_code)
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            observed.failed("malformed_json")
+            raise _FetchError("FHIR server answered malformed JSON", response.status_code) from exc

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
-from app import engine, facts_builder, retrieval
+from app import engine, facts_builder, observability, retrieval
 from app.engine.decisions import Label
 from app.engine.facts import DataProblem
 from app.engine.policy import Policy
@@ -58,6 +58,28 @@ class _Stopwatch:
 
 
 async def run_hook(
+    service: ServiceDefinition,
+    request: CDSRequest,
+    context: PatientViewContext,
+    *,
+    settings: Settings,
+    policy: Policy,
+    store: Any,
+    now: datetime,
+) -> HookResult:
+    """One hook call, with its metrics, trace span and log context (app/observability.py)."""
+    with observability.hook_call(service.id, service.hook, str(request.hookInstance)) as call:
+        try:
+            result = await _run_hook(service, request, context, settings=settings, policy=policy,
+                                     store=store, now=now)
+        except HookCallError as exc:
+            call.failed(exc.status, exc.body["error"])
+            raise
+        call.answered(result.cards, result.timings_ms)
+        return result
+
+
+async def _run_hook(
     service: ServiceDefinition,
     request: CDSRequest,
     context: PatientViewContext,
@@ -143,17 +165,16 @@ async def run_hook(
     cards = cards_module.build_cards(decisions, card_context)
     watch.lap("cards")
 
-    # (g) Storage for feedback and governance: a failure is logged, the cards still go out.
+    # (g) Storage for feedback and governance: a failure is logged, the cards still go out. With
+    # the background writer (app/storage/writer.py) the cards are queued, never waited for.
+    record = {"service_id": service.id, "hook_instance": str(request.hookInstance),
+              "patient_id": context.patientId, "cards": cards, "decisions": decisions, "now": now}
     try:
-        await run_in_threadpool(  # database I/O off the event loop
-            store.record_cards,
-            service_id=service.id,
-            hook_instance=str(request.hookInstance),
-            patient_id=context.patientId,
-            cards=cards,
-            decisions=decisions,
-            now=now,
-        )
+        enqueue = getattr(store, "enqueue_cards", None)
+        if enqueue is not None:
+            enqueue(**record)  # a full queue is counted and logged by the writer
+        else:
+            await run_in_threadpool(store.record_cards, **record)  # database I/O off the event loop
     except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
         log.error(
             "card storage failed",

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """The SQLite default, in ONE place whatever the working directory: the XDG state directory,
+    `$XDG_STATE_HOME/besponsa-cds/besponsa-cds.db` (`~/.local/state/besponsa-cds/besponsa-cds.db`)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return f"sqlite:///{Path(state).expanduser().resolve() / 'besponsa-cds' / 'besponsa-cds.db'}"
 
 
 class Settings(BaseSettings):
@@ -17,13 +26,45 @@ class Settings(BaseSettings):
     label: Literal["EU", "US"] = Field("EU", description="Label the rules follow: EU SmPC or US PI.")
     cors_origins: str = Field("*", description="Comma-separated allowed CORS origins; '*' for any.")
     database_url: str = Field(
-        "sqlite:///./var/besponsa-cds.db",
-        description="SQLAlchemy URL of the card and feedback store (SQLite file or PostgreSQL).",
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the card and feedback store, the same for serve, report, purge "
+        "and migrate (SQLite default: `~/.local/state/besponsa-cds/besponsa-cds.db`, see Production).",
+    )
+    db_pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept open per process.")
+    db_max_overflow: int = Field(5, ge=0, description="Extra PostgreSQL connections a process may open under load.")
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for a pooled connection before the database call fails."
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="Upgrade the schema at start-up (under a PostgreSQL advisory lock); false when a "
+        "`besponsa-cds migrate` step runs first.",
+    )
+    store_queue_size: int = Field(
+        10000, ge=1, description="Hook responses waiting for the background card writer (bounded queue)."
+    )
+    store_batch_size: int = Field(200, ge=1, description="Most hook responses the card writer commits at once.")
+    store_flush_interval_seconds: float = Field(
+        0.05, gt=0, le=5, description="Longest time a recorded card waits before the writer commits it."
+    )
+    feedback_card_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long feedback naming a card not yet in the database waits for another "
+        "replica's writer to commit it before it is refused as unknown.",
+    )
+    retention_days: int = Field(400, ge=1, description="Days cards and their feedback are kept (`besponsa-cds purge`).")
+    purge_interval_hours: float = Field(
+        24.0, ge=0, description="Hours between automatic purges in `serve`; 0 turns the periodic purge off."
+    )
+    graceful_shutdown_seconds: float = Field(
+        20.0, gt=0, description="On SIGTERM, longest wait for in-flight requests before the process exits."
     )
     embedded_fhir: bool = Field(True, description="Serve the bundled demo FHIR R4 server at /fhir.")
-    public_base_url: str = Field(
-        "http://127.0.0.1:8080",
-        description="Base URL at which clients reach this service (used in examples and links).",
+    public_base_url: str | None = Field(
+        None,
+        description="Base URL at which clients reach this service; default `http://{host}:{port}` "
+        "(127.0.0.1 for 0.0.0.0). Its `/fhir` is answered in process when EMBEDDED_FHIR is on.",
     )
     fhir_timeout_seconds: float = Field(
         2.5, gt=0, description="Total time budget for FHIR server queries in one hook call."
@@ -47,6 +88,15 @@ class Settings(BaseSettings):
         None,
         description="Extra value-set CSV (same columns) added to the bundled ones, e.g. local lab codes.",
     )
+
+
+def public_base_url(settings: Settings) -> str:
+    """BESPONSA_PUBLIC_BASE_URL, else derived from the host and port the service binds."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
 
 
 @lru_cache
