@@ -92,9 +92,10 @@ class CardStore:
             return MigrationContext.configure(conn).get_current_revision()
 
     def ping(self) -> None:
-        """Raise unless the database answers (readiness)."""
+        """Raise unless the database answers and holds the migrated schema (readiness)."""
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            if conn.execute(text("SELECT version_num FROM alembic_version")).first() is None:
+                raise RuntimeError("the database schema has not been migrated")
 
     @property
     def url(self) -> str:
