@@ -75,8 +75,8 @@ def database() -> Iterator[str]:
 
 
 class Replica:
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
-        self.port = _free_port()
+    def __init__(self, database_url: str, log_path: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("BESPONSA_", "OTEL_"))}
@@ -329,3 +329,86 @@ def test_sigterm_under_load_fails_no_in_flight_request_and_commits_the_queue(dat
     assert statuses == [200] * burst, statuses
     shown = {u for _, uuids in results for u in uuids} | {c["uuid"] for c in warm.json()["cards"]}
     assert shown and shown <= _card_uuids_in_db(database)  # the writer's queue was committed on exit
+
+
+def _nginx_config(tmp: Path, listen: int, upstreams: list[int]) -> Path:
+    """deploy/compose/nginx.conf with the replicas on loopback ports instead of Docker's DNS."""
+    conf = (ROOT / "deploy" / "compose" / "nginx.conf").read_text(encoding="utf-8")
+    server_line = next(line for line in conf.splitlines() if line.strip().startswith("server cds:8080"))
+    params = server_line.strip().removeprefix("server cds:8080").replace(" resolve", "").rstrip(";")
+    conf = conf.replace(server_line, "\n".join(f"        server 127.0.0.1:{p}{params};" for p in upstreams))
+    conf = "\n".join(line for line in conf.splitlines() if not line.strip().startswith("resolver "))
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
+    conf = conf.replace("access_log /dev/stdout upstream;", f"access_log {tmp}/access.log upstream;")
+    conf = conf.replace("http {", "\n".join([
+        "http {",
+        *(f"    {kind}_temp_path {tmp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
+    ]), 1)
+    head = f"daemon off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
+    path = tmp / "nginx.conf"
+    path.write_text(head + conf.replace("worker_processes auto;", "worker_processes 1;"), encoding="utf-8")
+    return path
+
+
+def test_rolling_restart_behind_nginx_under_load_fails_no_request(database, tmp_path):
+    import shutil
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    listen = _free_port()
+    public = f"http://127.0.0.1:{listen}"
+    env = {"BESPONSA_PUBLIC_BASE_URL": public}  # the demo /fhir behind the balancer is answered in process
+    replicas = [Replica(database, tmp_path / f"r{i}.log", **env) for i in range(2)]
+    for r in replicas:
+        r.wait_ready()
+    conf = _nginx_config(tmp_path, listen, [r.port for r in replicas])
+    proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set() and len(results) < 2000:
+                body = {**REQUEST, "hookInstance": str(uuid.uuid4()), "fhirServer": f"{public}/fhir"}
+                try:
+                    outcome: int | str = client.post(f"{public}/cds-services/{SERVICE}", json=body).status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                results.append(outcome)
+
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # nginx is up
+            try:
+                if httpx.get(f"{public}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proxy.poll() is None, proxy.stderr.read() if proxy.stderr else ""
+            time.sleep(0.05)
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i, old in enumerate(list(replicas)):  # one replica at a time, as a rolling update does
+            time.sleep(0.5)
+            old.process.send_signal(signal.SIGTERM)
+            old.process.wait(timeout=30)
+            old.stop()
+            # Its replacement on the same address (nginx's upstream list is static here).
+            replicas[i] = Replica(database, tmp_path / f"r{i}-new.log", port=old.port, **env)
+            replicas[i].wait_ready()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        stop.set()
+        proxy.terminate()
+        proxy.wait(timeout=10)
+        for r in replicas:
+            r.stop()
+    failures = [r for r in results if r != 200]
+    assert len(results) >= 20, results
+    assert not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:10]}"

@@ -165,3 +165,21 @@ def test_embedded_fhir_and_probe_requests_log_at_debug(client, caplog):
                                         ("/cds-services/besponsa-order-sign", "/cds-services/{id}"), ("/etc/passwd", "other")])
 def test_route_labels_are_bounded(path, route):
     assert observability.route_of(path) == route
+
+
+def test_the_http_span_continues_the_callers_trace_and_holds_the_hook_call(client):
+    exporter = InMemorySpanExporter()
+    assert observability.configure_tracing(exporter)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        res = client.post("/cds-services/besponsa-order-sign", json=hook_body("order-sign", fhirServer=SERVER),
+                          headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    finally:
+        observability.shutdown_tracing()
+    assert res.status_code == 200
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    server, hook = spans["POST /cds-services/{id}"], spans["hook call"]
+    assert format(server.context.trace_id, "032x") == trace_id
+    assert hook.parent.span_id == server.context.span_id
+    assert server.attributes["http.response.status_code"] == 200
+    assert hook.attributes["besponsa.phase_ms.engine"] >= 0 and "p1" not in json.dumps(dict(hook.attributes))
