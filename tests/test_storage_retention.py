@@ -87,3 +87,47 @@ def test_purge_of_a_large_backlog_runs_in_batches(store: CardStore) -> None:
     _shown(store, NOW, "new")
     assert store.purge(older_than=NOW - timedelta(days=400), batch=4) == (21, 0)
     assert store.counts()["cards"] == 3
+
+
+def test_serve_purges_periodically(tmp_path) -> None:
+    import time as clock
+
+    from fastapi.testclient import TestClient
+
+    from app.http.app import create_app
+    from app.settings import Settings
+
+    url = f"sqlite:///{tmp_path}/periodic.db"
+    seed = open_store(url)
+    now = datetime.now(UTC)
+    old = _shown(seed, now - timedelta(days=30), "old")
+    new = _shown(seed, now - timedelta(days=1), "new")
+    seed.close()
+    # A 7-day window, purged every 0.36 s (the first run comes after half to all of one interval).
+    settings = Settings(database_url=url, embedded_fhir=False, log_level="WARNING", retention_days=7,
+                        purge_interval_hours=0.0001)
+    app = create_app(settings)
+    with TestClient(app):
+        deadline = clock.monotonic() + 10
+        while app.state.store.known_cards([old[0].uuid]) and clock.monotonic() < deadline:
+            clock.sleep(0.05)
+        assert app.state.store.known_cards([c.uuid for c in old + new]) == {c.uuid for c in new}
+
+
+def test_no_periodic_purge_when_the_interval_is_zero(tmp_path) -> None:
+    import time as clock
+
+    from fastapi.testclient import TestClient
+
+    from app.http.app import create_app
+    from app.settings import Settings
+
+    url = f"sqlite:///{tmp_path}/off.db"
+    seed = open_store(url)
+    old = _shown(seed, datetime.now(UTC) - timedelta(days=30), "old")
+    seed.close()
+    app = create_app(Settings(database_url=url, embedded_fhir=False, log_level="WARNING", retention_days=7,
+                              purge_interval_hours=0))
+    with TestClient(app):
+        clock.sleep(0.5)
+        assert app.state.store.known_cards([old[0].uuid]) == {old[0].uuid}
