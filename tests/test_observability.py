@@ -143,6 +143,18 @@ def test_readiness_fails_while_the_database_is_unreachable_liveness_does_not():
     app.state.store.close()
 
 
+def test_readiness_fails_until_the_schema_is_migrated(tmp_path):
+    from app.http.app import create_app
+    from app.settings import Settings
+
+    url = f"sqlite:///{tmp_path}/unmigrated.db"
+    app = create_app(Settings(database_url=url, embedded_fhir=False, log_level="WARNING", migrate_on_start=False))
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 503  # a replica waiting for `besponsa-cds migrate`
+        app.state.store.migrate()
+        assert client.get("/readyz").status_code == 200
+
+
 def test_readiness_ok_with_a_database_that_answers(tmp_path):
     from app.http.app import create_app
     from app.settings import Settings

@@ -7,8 +7,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(hooks_router)
     app.add_api_route("/readyz", _readyz, methods=["GET"], tags=["Operations"],
-                      summary="Readiness: 503 while the database is unreachable",
+                      summary="Readiness: 503 while the database is unreachable or not migrated",
                       responses={503: {"description": "Not ready: the database does not answer"}})
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["Operations"],
                       summary="Prometheus metrics of this process", response_class=Response)
@@ -158,7 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _readyz(request: Request) -> JSONResponse:
-    """Ready when the card store's database answers within the pool timeout. Liveness (/healthz)
+    """Ready when the card store's database answers within the pool timeout and holds the migrated
+    schema. Liveness (/healthz)
     does not look at the database: an outage must not make the orchestrator restart replicas."""
     store = request.app.state.store
     ping = getattr(store, "ping", None)
@@ -166,9 +167,9 @@ async def _readyz(request: Request) -> JSONResponse:
         try:
             await asyncio.wait_for(run_in_threadpool(ping), request.app.state.settings.db_pool_timeout_seconds)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            log.warning("not ready: database unreachable", extra={"error_type": type(exc).__name__})
+            log.warning("not ready: database unreachable or not migrated", extra={"error_type": type(exc).__name__})
             return JSONResponse(status_code=503, content={
-                "status": "unavailable", "reason": "the card store's database does not answer"})
+                "status": "unavailable", "reason": "the card store's database does not answer or is not migrated"})
     writer = getattr(store, "writer", None)
     body: dict[str, Any] = {"status": "ready", "version": __version__}
     if writer is not None:
