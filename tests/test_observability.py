@@ -195,3 +195,17 @@ def test_the_http_span_continues_the_callers_trace_and_holds_the_hook_call(clien
     assert hook.parent.span_id == server.context.span_id
     assert server.attributes["http.response.status_code"] == 200
     assert hook.attributes["besponsa.phase_ms.engine"] >= 0 and "p1" not in json.dumps(dict(hook.attributes))
+
+
+def test_feedback_while_the_database_is_down_is_503_not_acknowledged():
+    from app.http.app import create_app
+    from app.settings import Settings
+    from app.storage import open_store
+
+    app = create_app(Settings(embedded_fhir=False, log_level="WARNING", db_pool_timeout_seconds=1))
+    app.state.store = open_store("postgresql+psycopg://postgres@127.0.0.1:1/none", migrate=False, pool_timeout=1)
+    body = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-23T10:00:00Z"}]}
+    with TestClient(app) as client:
+        res = client.post("/cds-services/besponsa-order-sign/feedback", json=body)
+    assert res.status_code == 503 and res.json()["error"] == "store_unavailable"
+    app.state.store.close()
