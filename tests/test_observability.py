@@ -209,3 +209,16 @@ def test_feedback_while_the_database_is_down_is_503_not_acknowledged():
         res = client.post("/cds-services/besponsa-order-sign/feedback", json=body)
     assert res.status_code == 503 and res.json()["error"] == "store_unavailable"
     app.state.store.close()
+
+
+def test_the_in_process_fhir_route_follows_the_bound_port_not_8080(tmp_path):
+    from app import fhir_client
+    from app.http.app import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/p.db", embedded_fhir=True, log_level="WARNING",
+                              port=9123, host="0.0.0.0"))
+    with TestClient(app):
+        assert fhir_client._clients.route_for("http://127.0.0.1:9123/fhir/Patient/x") == "http://127.0.0.1:9123/fhir"
+        assert fhir_client._clients.route_for("http://127.0.0.1:8080/fhir/Patient/x") is None  # a real server there
+    assert fhir_client._clients.route_for("http://127.0.0.1:9123/fhir/Patient/x") is None  # unrouted at shutdown
