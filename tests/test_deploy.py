@@ -53,7 +53,8 @@ def test_deployment_probes_port_and_shutdown_agree_with_the_service(client):
     assert set(m["Secret"]["stringData"]) <= SETTINGS
     grace = float(config["BESPONSA_GRACEFUL_SHUTDOWN_SECONDS"])
     pre_stop = 5
-    assert pod["terminationGracePeriodSeconds"] > grace + pre_stop  # drain, then the writer's flush
+    writer_flush = 10  # CardWriter.close's default timeout
+    assert pod["terminationGracePeriodSeconds"] > grace + pre_stop + writer_flush
     assert config["BESPONSA_MIGRATE_ON_START"] == "false"
     job = m["Job"]["spec"]["template"]["spec"]["containers"][0]
     assert job["command"] == ["besponsa-cds", "migrate"]
@@ -83,6 +84,6 @@ def test_compose_file_validates_and_uses_known_settings():
     assert services["migrate"]["entrypoint"] == ["besponsa-cds", "migrate"]
     assert "/readyz" in " ".join(cds["healthcheck"]["test"])
     stop = int(cds["stop_grace_period"].rstrip("s"))
-    assert stop > float(cds["environment"]["BESPONSA_GRACEFUL_SHUTDOWN_SECONDS"])
+    assert stop > float(cds["environment"]["BESPONSA_GRACEFUL_SHUTDOWN_SECONDS"]) + 10  # + the writer's flush
     nginx = (ROOT / "deploy" / "compose" / "nginx.conf").read_text(encoding="utf-8")
     assert "server cds:8080" in nginx and "proxy_next_upstream" in nginx
