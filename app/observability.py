@@ -170,8 +170,10 @@ def configure_tracing(exporter: Any = None) -> bool:
     except Exception as exc:  # noqa: BLE001 - a bad tracing setup must not stop the service
         log.error("tracing not started: %s", exc)
         return False
-    provider = TracerProvider(resource=Resource.create({"service.name": "besponsa-cds",
-                                                        "service.version": __version__}))
+    resource = Resource.create({"service.version": __version__})  # + OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "besponsa-cds"}))
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(processor)
     _provider, _tracer = provider, provider.get_tracer("besponsa-cds", __version__)
     return True

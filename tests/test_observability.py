@@ -222,3 +222,20 @@ def test_the_in_process_fhir_route_follows_the_bound_port_not_8080(tmp_path):
         assert fhir_client._clients.route_for("http://127.0.0.1:9123/fhir/Patient/x") == "http://127.0.0.1:9123/fhir"
         assert fhir_client._clients.route_for("http://127.0.0.1:8080/fhir/Patient/x") is None  # a real server there
     assert fhir_client._clients.route_for("http://127.0.0.1:9123/fhir/Patient/x") is None  # unrouted at shutdown
+
+
+@pytest.mark.parametrize("env,name", [({}, "besponsa-cds"), ({"OTEL_SERVICE_NAME": "cds-hospital-a"}, "cds-hospital-a")])
+def test_spans_name_the_service_as_otel_service_name_says(monkeypatch, env, name):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    exporter = InMemorySpanExporter()
+    assert observability.configure_tracing(exporter)
+    try:
+        with observability.hook_call("besponsa-patient-view", "patient-view", "hi"):
+            pass
+    finally:
+        observability.shutdown_tracing()
+    (span,) = exporter.get_finished_spans()
+    assert span.resource.attributes["service.name"] == name
