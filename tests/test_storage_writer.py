@@ -129,3 +129,14 @@ def test_feedback_waits_briefly_for_a_card_another_replica_is_committing(tmp_pat
     writer_a.close()
     b.close()
     replica_a.close()
+
+
+def test_flush_requests_never_crowd_cards_out_of_the_queue(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/w.db")
+    writer = CardWriter(store, max_queue=3)  # not started: nothing drains, as while the database is down
+    for _ in range(10):
+        writer.flush(timeout=0)
+    assert writer.enqueue(_rows("a")[1]) and writer.enqueue(_rows("b")[1])  # one marker holds one slot
+    writer.close()
+    assert store.counts()["cards"] == 6
+    store.close()

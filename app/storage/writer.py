@@ -54,6 +54,7 @@ class CardWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._give_up_at = float("inf")  # set by close(): a retrying commit stops then
+        self._flush_requested = False  # a _FLUSH marker is in the queue
         observability.watch_store_queue(self.depth)
 
     # ---------------------------------------------------------------- producer side
@@ -99,12 +100,14 @@ class CardWriter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued before this call is committed; False on timeout."""
         deadline = time.monotonic() + timeout
-        try:
-            self._queue.put_nowait(_FLUSH)
-        except queue.Full:
-            pass  # a full queue fills batches at once anyway
         with self._lock:
             target = self._enqueued
+            if not self._flush_requested:  # one marker at a time: markers never crowd out cards
+                try:
+                    self._queue.put_nowait(_FLUSH)  # after every response counted in `target`
+                    self._flush_requested = True
+                except queue.Full:
+                    pass  # a full queue fills batches at once anyway
             while self._committed < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
@@ -144,6 +147,7 @@ class CardWriter:
     def _next_batch(self) -> tuple[list[list[dict[str, Any]]], bool]:
         first = self._queue.get()
         while first is _FLUSH:
+            self._flush_seen()
             first = self._queue.get()
         if first is _STOP:
             return self._take_rest(), True
@@ -158,9 +162,14 @@ class CardWriter:
             if item is _STOP:
                 return batch + self._take_rest(), True
             if item is _FLUSH:
+                self._flush_seen()
                 break
             batch.append(item)
         return batch, False
+
+    def _flush_seen(self) -> None:
+        with self._lock:
+            self._flush_requested = False
 
     def _take_rest(self) -> list[list[dict[str, Any]]]:
         rest = []
