@@ -46,7 +46,7 @@ PHASE_SECONDS = Histogram(
     "besponsa_hook_phase_seconds", "Hook call duration per phase (" + ", ".join(PHASES) + ").",
     ["service", "phase"], buckets=_LATENCY_BUCKETS,
 )
-FHIR_REQUESTS = Counter("besponsa_fhir_requests", "FHIR server requests sent, by resource type.", ["resource_type"])
+FHIR_REQUESTS = Counter("besponsa_fhir_requests", "FHIR server requests attempted, by resource type.", ["resource_type"])
 FHIR_ERRORS = Counter(
     "besponsa_fhir_errors",
     "FHIR server requests without a usable answer, by kind (timeout, unreachable, transport, "
@@ -195,7 +195,8 @@ def http_span(method: str, path: str, raw_headers: Any) -> Iterator[Any]:
         return
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers or ()}
     with _tracer.start_as_current_span(f"{method} {route_of(path)}", context=extract(headers),
-                                       kind=trace.SpanKind.SERVER) as span:
+                                       kind=trace.SpanKind.SERVER, record_exception=False,
+                                       set_status_on_exception=False) as span:  # messages may hold data
         span.set_attribute("http.request.method", method)
         span.set_attribute("http.route", route_of(path))
         yield span
@@ -235,8 +236,8 @@ def hook_call(service: str, hook: str, hook_instance: str) -> Iterator[HookCall]
     the hookInstance), a span, and on exit the call, card and per-phase metrics."""
     token = _hook_instance.set(hook_instance)
     started = time.perf_counter()
-    with _tracer.start_as_current_span("hook call", kind=trace.SpanKind.INTERNAL,
-                                       record_exception=False) as span:  # messages may hold data
+    with _tracer.start_as_current_span("hook call", kind=trace.SpanKind.INTERNAL, record_exception=False,
+                                       set_status_on_exception=False) as span:  # messages may hold data
         recording = span.is_recording()
         if recording:
             span.set_attribute("besponsa.service", service)
@@ -257,6 +258,8 @@ def hook_call(service: str, hook: str, hook_instance: str) -> Iterator[HookCall]
                     PHASE_SECONDS.labels(service, phase).observe(ms / 1000)
             if recording:
                 span.set_attribute("besponsa.status", call.status)
+                if call.status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, f"status {call.status}"))
                 span.set_attribute("besponsa.cards", len(call.decisions))
                 if call.decisions:
                     span.set_attribute("besponsa.decisions", call.decisions)
@@ -271,10 +274,13 @@ class FhirQuery:
     def answered(self, status: int) -> None:
         if self.span is not None:
             self.span.set_attribute("http.response.status_code", status)
-        if status != 200:
-            self.failed(_status_kind(status))
 
-    def failed(self, kind: str) -> None:
+    def failed(self, kind: str, status: int | None = None) -> None:
+        """`kind` "http" with the status becomes http_401/403/404/4xx/5xx."""
+        if status is not None:
+            self.answered(status)
+        if kind == "http" and status is not None:
+            kind = _status_kind(status)
         FHIR_ERRORS.labels(kind).inc()
         if self.span is not None:
             self.span.set_attribute("besponsa.fhir_error", kind)
@@ -290,20 +296,15 @@ def _status_kind(status: int) -> str:
 @contextmanager
 def fhir_query(resource_type: str) -> Iterator[FhirQuery]:
     """Around one FHIR GET: a client span (resource type and status, never the URL) and the
-    request and error counters. Call `answered(status)` or `failed(kind)`."""
+    request and error counters. Call `answered(status)` or `failed(kind, status)`."""
     rtype = resource_type if resource_type[:1].isupper() and resource_type.isalnum() else "other"
     FHIR_REQUESTS.labels(rtype).inc()
-    with _tracer.start_as_current_span(f"FHIR GET {rtype}", kind=trace.SpanKind.CLIENT,
-                                       record_exception=False) as span:
+    with _tracer.start_as_current_span(f"FHIR GET {rtype}", kind=trace.SpanKind.CLIENT, record_exception=False,
+                                       set_status_on_exception=False) as span:
         recording = span.is_recording()
         if recording:
             span.set_attribute("fhir.resource_type", rtype)
         yield FhirQuery(span if recording else None)
-
-
-def fhir_error(kind: str) -> None:
-    """A FHIR error outside a request (e.g. the time budget was spent before the query was sent)."""
-    FHIR_ERRORS.labels(kind).inc()
 
 
 # ---------------------------------------------------------------------------------------- log context

@@ -58,10 +58,12 @@ class _KeyResult:
 
 
 class _FetchError(Exception):
-    """Why one FHIR request gave no usable answer (message is the human-readable cause)."""
+    """Why one FHIR request gave no usable answer (message is the human-readable cause; `kind`
+    and `status` for metrics, traces and the log line)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, kind: str, status: int | None = None) -> None:
         super().__init__(message)
+        self.kind = kind
         self.status = status  # the HTTP status, when the server answered
 
 
@@ -331,33 +333,38 @@ def _same_origin(url: str, base: str) -> bool:
 
 
 async def _get_json(url: str, token: str | None, deadline: float) -> Any:
+    """One FHIR GET with its trace span and metrics (resource type, status, error kind; never the URL)."""
+    with observability.fhir_query(resource_type_of(url)) as observed:
+        try:
+            body = await _request_json(url, token, deadline)
+        except _FetchError as exc:
+            observed.failed(exc.kind, exc.status)
+            raise
+        observed.answered(200)
+        return body
+
+
+async def _request_json(url: str, token: str | None, deadline: float) -> Any:
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
-        observability.fhir_error("budget_exhausted")
-        raise _FetchError("FHIR server was not queried: time budget exhausted")
+        raise _FetchError("FHIR server was not queried: time budget exhausted", "budget_exhausted")
     headers = {"Accept": fhir_client.FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     client = fhir_client.client_for(url)
-    with observability.fhir_query(resource_type_of(url)) as observed:  # span + metrics, no URL
-        try:
-            response = await client.get(url, headers=headers, timeout=httpx.Timeout(remaining))
-        except httpx.TimeoutException as exc:
-            observed.failed("timeout")
-            raise _FetchError("FHIR server did not answer in time") from exc
-        except httpx.ConnectError as exc:
-            observed.failed("unreachable")
-            raise _FetchError("FHIR server could not be reached") from exc
-        except httpx.HTTPError as exc:
-            observed.failed("transport")
-            raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
-        log.debug("FHIR answered", extra={"status": response.status_code})
-        observed.answered(response.status_code)
-        if response.status_code != 200:
-            hint = _STATUS_HINTS.get(response.status_code, "")
-            raise _FetchError(f"FHIR server answered {response.status_code}{hint}", response.status_code)
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError) as exc:
-            observed.failed("malformed_json")
-            raise _FetchError("FHIR server answered malformed JSON", response.status_code) from exc
+    try:
+        response = await client.get(url, headers=headers, timeout=httpx.Timeout(remaining))
+    except httpx.TimeoutException as exc:
+        raise _FetchError("FHIR server did not answer in time", "timeout") from exc
+    except httpx.ConnectError as exc:
+        raise _FetchError("FHIR server could not be reached", "unreachable") from exc
+    except httpx.HTTPError as exc:
+        raise _FetchError(f"FHIR request failed ({type(exc).__name__})", "transport") from exc
+    log.debug("FHIR answered", extra={"status": response.status_code})
+    if response.status_code != 200:
+        hint = _STATUS_HINTS.get(response.status_code, "")
+        raise _FetchError(f"FHIR server answered {response.status_code}{hint}", "http", response.status_code)
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _FetchError("FHIR server answered malformed JSON", "malformed_json", response.status_code) from exc
