@@ -159,6 +159,20 @@ def _card_uuids_in_db(database: str) -> set[str]:
     return found
 
 
+def test_the_connection_pool_is_sized_by_settings(database):
+    from app.settings import Settings
+    from app.storage.store import open_configured_store
+
+    store = open_configured_store(Settings(database_url=database, db_pool_size=3, db_max_overflow=1,
+                                           db_pool_timeout_seconds=2))
+    try:
+        pool = store.engine.pool
+        assert (pool.size(), pool._max_overflow, pool._timeout) == (3, 1, 2)  # noqa: SLF001
+        assert store.schema_revision() is not None  # migrated on open (BESPONSA_MIGRATE_ON_START)
+    finally:
+        store.close()
+
+
 def test_two_replicas_started_together_migrate_once_and_share_cards_and_feedback(database, replicas):
     # Both processes are launched before either is waited for. A's writer commits half a second
     # after a response, so B's feedback below usually arrives before the card is stored.
