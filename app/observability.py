@@ -50,7 +50,7 @@ FHIR_REQUESTS = Counter("besponsa_fhir_requests", "FHIR server requests attempte
 FHIR_ERRORS = Counter(
     "besponsa_fhir_errors",
     "FHIR server requests without a usable answer, by kind (timeout, unreachable, transport, "
-    "http_401, http_403, http_404, http_4xx, http_5xx, malformed_json, budget_exhausted).",
+    "http_401, http_403, http_404, http_4xx, http_5xx, malformed_json, budget_exhausted, other).",
     ["kind"],
 )
 FEEDBACK = Counter(
@@ -276,10 +276,10 @@ class FhirQuery:
             self.span.set_attribute("http.response.status_code", status)
 
     def failed(self, kind: str, status: int | None = None) -> None:
-        """`kind` "http" with the status becomes http_401/403/404/4xx/5xx."""
+        """`kind` "http" (or "other") with a status becomes http_401/403/404/4xx/5xx."""
         if status is not None:
             self.answered(status)
-        if kind == "http" and status is not None:
+        if kind in ("http", "other") and status is not None and status != 200:
             kind = _status_kind(status)
         FHIR_ERRORS.labels(kind).inc()
         if self.span is not None:

@@ -61,7 +61,7 @@ class _FetchError(Exception):
     """Why one FHIR request gave no usable answer (message is the human-readable cause; `kind`
     and `status` for metrics, traces and the log line)."""
 
-    def __init__(self, message: str, kind: str, status: int | None = None) -> None:
+    def __init__(self, message: str, *, kind: str = "other", status: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status  # the HTTP status, when the server answered
@@ -347,7 +347,7 @@ async def _get_json(url: str, token: str | None, deadline: float) -> Any:
 async def _request_json(url: str, token: str | None, deadline: float) -> Any:
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
-        raise _FetchError("FHIR server was not queried: time budget exhausted", "budget_exhausted")
+        raise _FetchError("FHIR server was not queried: time budget exhausted", kind="budget_exhausted")
     headers = {"Accept": fhir_client.FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -355,16 +355,17 @@ async def _request_json(url: str, token: str | None, deadline: float) -> Any:
     try:
         response = await client.get(url, headers=headers, timeout=httpx.Timeout(remaining))
     except httpx.TimeoutException as exc:
-        raise _FetchError("FHIR server did not answer in time", "timeout") from exc
+        raise _FetchError("FHIR server did not answer in time", kind="timeout") from exc
     except httpx.ConnectError as exc:
-        raise _FetchError("FHIR server could not be reached", "unreachable") from exc
+        raise _FetchError("FHIR server could not be reached", kind="unreachable") from exc
     except httpx.HTTPError as exc:
-        raise _FetchError(f"FHIR request failed ({type(exc).__name__})", "transport") from exc
+        raise _FetchError(f"FHIR request failed ({type(exc).__name__})", kind="transport") from exc
     log.debug("FHIR answered", extra={"status": response.status_code})
     if response.status_code != 200:
         hint = _STATUS_HINTS.get(response.status_code, "")
-        raise _FetchError(f"FHIR server answered {response.status_code}{hint}", "http", response.status_code)
+        raise _FetchError(f"FHIR server answered {response.status_code}{hint}", kind="http", status=response.status_code)
     try:
         return json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _FetchError("FHIR server answered malformed JSON", "malformed_json", response.status_code) from exc
+        raise _FetchError("FHIR server answered malformed JSON", kind="malformed_json",
+                          status=response.status_code) from exc
