@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,8 +61,8 @@ class Settings(BaseSettings):
         20.0, gt=0, description="On SIGTERM, longest wait for in-flight requests before the process exits."
     )
     embedded_fhir: bool = Field(True, description="Serve the bundled demo FHIR R4 server at /fhir.")
-    public_base_url: str | None = Field(
-        None,
+    public_base_url: str = Field(
+        "",
         description="Base URL at which clients reach this service; default `http://{host}:{port}` "
         "(127.0.0.1 for 0.0.0.0). Its `/fhir` is answered in process when EMBEDDED_FHIR is on.",
     )
@@ -89,14 +89,22 @@ class Settings(BaseSettings):
         description="Extra value-set CSV (same columns) added to the bundled ones, e.g. local lab codes.",
     )
 
+    @model_validator(mode="after")
+    def _derive_public_base_url(self) -> Settings:
+        """Unset, the public base URL is the bound host and port (127.0.0.1 for 0.0.0.0), so the
+        in-process /fhir route follows `serve --port` and never shadows a real server on 8080."""
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_base_url = f"http://{host}:{self.port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
 
 def public_base_url(settings: Settings) -> str:
-    """BESPONSA_PUBLIC_BASE_URL, else derived from the host and port the service binds."""
-    if settings.public_base_url:
-        return settings.public_base_url.rstrip("/")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port}"
+    """BESPONSA_PUBLIC_BASE_URL, else derived from the host and port the service binds (the
+    settings fill it in: `settings.public_base_url` is always a URL)."""
+    return settings.public_base_url.rstrip("/")
 
 
 @lru_cache
