@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
@@ -43,6 +44,7 @@ class HookCallError(Exception):
 @dataclass
 class HookResult:
     cards: list[dict[str, Any]]
+    body: bytes  # the response, serialized before the cards were stored
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -101,7 +103,7 @@ async def _run_hook(
         summary = facts_builder.summarize_draft_orders(considered)
         watch.lap("relevance")
         if not summary.relevant:
-            return HookResult(cards=[], timings_ms=watch.timings)
+            return HookResult(cards=[], body=response_body([]), timings_ms=watch.timings)
 
     # (b) Prefetch templates; a template whose token cannot be filled is reported, not sent.
     templates = service.prefetch or {}
@@ -137,38 +139,18 @@ async def _run_hook(
         ) from exc
     watch.lap("retrieval")
 
-    # (d) FHIR -> facts; (e) the engine.
-    label = Label(settings.label)
-    facts = facts_builder.build_facts(
-        context.patientId,
-        retrieved.resources,
-        draft_orders,
-        now,
-        selections=selections,
-        problems=[*retrieved.problems, *extra_problems],
-        unavailable=frozenset(retrieved.unavailable | unreachable),
+    # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
+    decided = await run_in_threadpool(
+        _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
+        settings=settings, policy=policy, now=now, watch=watch,
     )
-    watch.lap("facts")
-    decisions = engine.evaluate(facts, now, policy, label)
-    watch.lap("engine")
 
-    # (f) Decisions -> cards.
-    draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None
-    card_context = cards_module.CardContext(
-        patient_id=context.patientId,
-        now=now,
-        label=label,
-        encounter_id=context.encounterId,
-        draft_order=draft,
-        premedication_file=settings.premedication_file,
-    )
-    cards = cards_module.build_cards(decisions, card_context)
-    watch.lap("cards")
-
-    # (g) Storage for feedback and governance: a failure is logged, the cards still go out. With
-    # the background writer (app/storage/writer.py) the cards are queued, never waited for.
+    # (h) Storage for feedback and governance, only once the response body exists (a card that
+    # cannot be sent is never counted as shown). A failure is logged, the cards still go out.
+    # With the background writer (app/storage/writer.py) the cards are queued, never waited for.
     record = {"service_id": service.id, "hook_instance": str(request.hookInstance),
-              "patient_id": context.patientId, "cards": cards, "decisions": decisions, "now": now}
+              "patient_id": context.patientId, "cards": decided.cards, "decisions": decided.decisions,
+              "now": now}
     try:
         enqueue = getattr(store, "enqueue_cards", None)
         if enqueue is not None:
@@ -185,6 +167,60 @@ async def _run_hook(
             },
         )
     watch.lap("store")
+    return HookResult(cards=decided.card_json, body=decided.body, timings_ms=watch.timings)
 
-    # (h) The response body.
-    return HookResult(cards=[card.to_json() for card in cards], timings_ms=watch.timings)
+
+@dataclass
+class _Decided:
+    decisions: list[Any]
+    cards: list[Any]
+    card_json: list[dict[str, Any]]
+    body: bytes
+
+
+def response_body(card_json: list[dict[str, Any]]) -> bytes:
+    """The CDS Hooks response as sent; raises (before anything is stored) if it cannot be encoded."""
+    return orjson.dumps({"cards": card_json})
+
+
+def _decide(
+    context: PatientViewContext,
+    retrieved: retrieval.Retrieved,
+    draft_orders: dict[str, Any] | None,
+    selections: list[str] | None,
+    extra_problems: list[DataProblem],
+    unreachable: set[str],
+    *,
+    settings: Settings,
+    policy: Policy,
+    now: datetime,
+    watch: _Stopwatch,
+) -> _Decided:
+    label = Label(settings.label)
+    facts = facts_builder.build_facts(
+        context.patientId,
+        retrieved.resources,
+        draft_orders,
+        now,
+        selections=selections,
+        problems=[*retrieved.problems, *extra_problems],
+        unavailable=frozenset(retrieved.unavailable | unreachable),
+    )
+    watch.lap("facts")
+    decisions = engine.evaluate(facts, now, policy, label)
+    watch.lap("engine")
+
+    draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None
+    card_context = cards_module.CardContext(
+        patient_id=context.patientId,
+        now=now,
+        label=label,
+        encounter_id=context.encounterId,
+        draft_order=draft,
+        premedication_file=settings.premedication_file,
+    )
+    cards = cards_module.build_cards(decisions, card_context)
+    card_json = [card.to_json() for card in cards]
+    body = response_body(card_json)
+    watch.lap("cards")
+    return _Decided(decisions=decisions, cards=cards, card_json=card_json, body=body)
