@@ -127,7 +127,11 @@ async def run_hook(
         unavailable=frozenset(retrieved.unavailable | unreachable),
     )
     watch.lap("facts")
-    decisions = engine.evaluate(facts, now, policy, label)
+    if service.hook == "patient-view":  # the next due dose, as an order for it would be
+        decisions = engine.evaluate_next_dose(facts, now, policy, label,
+                                              plan_card=settings.patient_view_plan_card)
+    else:
+        decisions = engine.evaluate(facts, now, policy, label)
     watch.lap("engine")
 
     # (f) Decisions -> cards.

@@ -143,7 +143,7 @@ def proceed_decision(ctx: RuleContext) -> Decision | None:
         rules=rules,
         citations=citations,
         summary=summary(text),
-        detail=detail(expected_text(plan), evidence_table(evidence),
+        detail=detail(expected_text(plan), evidence_table(evidence, ctx.now.date()),
                       "**Preparation**\n\n" + prep.markdown,
                       citations=citations, notes=ctx.course.notes, label=ctx.label),
         label=ctx.label,

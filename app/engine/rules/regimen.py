@@ -187,7 +187,7 @@ def dose_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
 def make_decision(ctx: RuleContext, code: DecisionCode, rules: tuple[str, ...],
               citations: tuple[str, ...], text: str, body_md: str, **kw) -> Decision:
     evidence = kw.pop("evidence", ())
-    table = evidence_table(evidence)
+    table = evidence_table(evidence, ctx.now.date())
     return Decision(
         code=code, rules=rules, citations=citations, summary=summary(text),
         detail=detail(body_md, table, citations=citations, notes=ctx.course.notes,
