@@ -16,6 +16,7 @@ from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, ClinicalFacts, CycleDay, DoseGiven
 from app.engine.policy import Policy
 from app.engine.regimen import LEVEL_1_FACTOR, label_schedule
+from app.engine.text import plural
 
 _NO_CR = {"PR", "SD", "PD", "relapse", "no-CR", "NR", "refractory"}
 
@@ -339,7 +340,7 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
     given = tuple(d for d in facts.doses_given if d.given_at.date() <= when.date())
     later = len(facts.doses_given) - len(given)
     if later:
-        notes.append(f"{later} administration(s) dated after the dose date were not used.")
+        notes.append(f"{plural(later, 'administration')} dated after the dose date not used.")
     placed = place_doses(given, policy)
     first = placed[0].when if placed else None
 
@@ -369,14 +370,14 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
                              f"suggest Cycle {inferred.cycle} Day {inferred.day}. The stated "
                              "cycle/day is used (C-1).")
         how = "stated on the order" if explicit else (
-            f"inferred from {len(placed)} administration(s)" if placed else
+            f"inferred from {plural(len(placed), 'administration')}" if placed else
             "first dose (no prior administration)")
         notes.insert(0, f"Cycle {cycle} Day {day} (dose {dose_number} of the cycle), {how}.")
     current = cycle if cycle is not None else (placed[-1].cycle if placed else 1)
     level = _reduction_level(placed, facts, policy, current, notes)
     for it in interruptions:
         kind = "within Cycle" if it.within_cycle else "start of Cycle"
-        notes.append(f"Interruption of {it.days} day(s) inferred ({kind} {it.cycle}: planned "
+        notes.append(f"Interruption of {plural(it.days, 'day')} inferred ({kind} {it.cycle}: planned "
                      f"{it.planned.date().isoformat()}, dosed {it.actual.date().isoformat()}).")
 
     response, source = response_at(facts, policy, first, when)

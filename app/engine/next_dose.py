@@ -69,6 +69,10 @@ class NextDose:
         """'due today', 'due 2026-12-09 (in 7 days)', 'due 2026-11-25 (7 days ago)'."""
         return "due " + relative_day(self.due, now.date(), with_date=True)
 
+    def due_clause(self, now: datetime) -> str:
+        """'due today', 'due 2026-12-09, in 7 days' (inside parentheses)."""
+        return self.due_text(now).replace(" (", ", ").rstrip(")")
+
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {"cycle": self.cycle, "day": self.day,
                                   "doseNumber": self.dose_number, "due": self.due.isoformat(),
@@ -104,8 +108,8 @@ def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date
     if len(in_cycle) < per_cycle and last.dose_number < 3:
         due = last.when.date() + timedelta(days=policy.dose_interval_days)
         if (due - last.start.date()).days + 1 <= policy.last_dosing_day:
-            return (due, f"{policy.dose_interval_days} days after the dose of "
-                         f"{last.when.date().isoformat()} (Cycle {last.cycle} Day {last.day})", None)
+            return (due, f"{policy.dose_interval_days} days after Cycle {last.cycle} Day "
+                         f"{last.day} on {last.when.date().isoformat()}", None)
     start = planned_next_cycle_start(last.cycle, last.start, policy, extended=False).date()
     length = (start - last.start.date()).days
     return (start, f"Cycle {last.cycle} began on {last.start.date().isoformat()} and lasts {length} "
@@ -114,7 +118,11 @@ def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date
 
 
 def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDose | None:
-    """The next due dose, or None for a patient never given the drug and with no planned order."""
+    """The next due dose, or None for a patient never given the drug and with no planned order,
+    or whose administrations could not be retrieved (where the patient is cannot be known: the
+    evaluation without a draft says so)."""
+    if "MedicationAdministration" in facts.unavailable:
+        return None
     given = [d for d in facts.doses_given if d.given_at.date() <= now.date()]
     if given and (now - given[-1].given_at).days > policy.next_dose_window_days:
         return None  # treatment over (institutional window): nothing is due
@@ -181,7 +189,7 @@ def evaluate_next_dose(
     for d in decisions:
         if d.code is DecisionCode.PROCEED:
             if plan_card:
-                out.append(plan_decision(d, nd, facts, now))
+                out.append(plan_decision(d, nd, facts, now, policy))
             continue
         out.append(for_chart(d, nd, now))
     return out
@@ -201,10 +209,11 @@ def for_chart(d: Decision, nd: NextDose, now: datetime) -> Decision:
     verb, sep, why = d.summary.partition(": ")
     short_verb = bool(sep) and verb.count(" ") <= 2
     text = f"{verb}, {why}" if short_verb else d.summary
-    lead = (f"**{DO[d.code]} the next dose ({nd.where}, {nd.due_text(now)})**: "
+    lead = (f"**{DO[d.code]} the next dose ({nd.where}, {nd.due_clause(now)})**: "
             f"{why if short_verb else d.summary}")
-    context = (f"This is the patient's next dose of inotuzumab ozogamicin, checked as an order "
-               f"for it would be: {_dose_text(nd)}; {nd.basis}.")
+    checked = (f" at {mg_m2(nd.course_mg_per_m2)}" if nd.course_mg_per_m2 is not None else "")
+    context = (f"Where the patient is: the next dose of inotuzumab ozogamicin is {nd.where} "
+               f"({nd.basis}). It was checked with the same rules as an order for it{checked}.")
     return replace(
         d, summary=summary(f"{head}: {_verb_first(text)}"),
         detail=f"{lead}\n\n{context}\n\n{_chart_detail(d, nd, now)}",
@@ -270,8 +279,22 @@ def _latest_results(facts: ClinicalFacts, now: datetime) -> list[str]:
     return out
 
 
+def _course_so_far(facts: ClinicalFacts, now: datetime, policy: Policy) -> str:
+    """'Cycle 1: Day 1 2026-11-25 (1.45 mg), Day 8 2026-12-02 (0.91 mg)' from the course."""
+    course = reconstruct_course(replace(facts, draft=None), now, policy)
+    cycles = []
+    for c in course.cycles:
+        doses = []
+        for g in c.doses:
+            amount = f" ({mg(g.dose_mg)})" if g.dose_mg is not None else ""
+            doses.append(f"Day {(g.given_at.date() - c.start.date()).days + 1} "
+                         f"{g.given_at.date().isoformat()}{amount}")
+        cycles.append(f"Cycle {c.number}: " + ", ".join(doses))
+    return "; ".join(cycles)
+
+
 def plan_decision(proceed: Decision, nd: NextDose, facts: ClinicalFacts,
-                  now: datetime) -> Decision:
+                  now: datetime, policy: Policy) -> Decision:
     """The one info card when nothing objects: where the patient is, the dose, what to measure."""
     measure = " and ".join(n for n, _ in BEFORE_EACH_DOSE)
     text = (f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; check {measure} "
@@ -279,11 +302,11 @@ def plan_decision(proceed: Decision, nd: NextDose, facts: ClinicalFacts,
     if len(text) > 139:
         text = f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; check CBC, LFTs first"
     latest = _latest_results(facts, now)
-    given = len([g for g in facts.doses_given if g.given_at.date() <= now.date()])
-    where = (f"{given} dose(s) given so far; the next is dose {nd.dose_number} of Cycle {nd.cycle}"
-             if given else "No dose given yet: the next is the first dose of Cycle 1")
+    so_far = _course_so_far(facts, now, policy)
+    where = (f"Given so far: {so_far}. The next is dose {nd.dose_number} of Cycle {nd.cycle}"
+             if so_far else "No dose given yet: the next is the first dose of Cycle 1")
     lead = (f"**Give the next dose as planned if today's checks allow: {nd.where}, "
-            f"{nd.due_text(now)}, {_dose_text(nd)}.**")
+            f"{nd.due_clause(now)}, {_dose_text(nd)}.**")
     body = [
         lead,
         f"{where} ({nd.basis}). No rule objects to it on the data on record.",

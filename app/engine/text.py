@@ -49,6 +49,11 @@ def relative_day(day: date, today: date, *, with_date: bool = False) -> str:
     return f"{day.isoformat()} ({words})" if with_date else words
 
 
+def plural(n: float, word: str, words: str | None = None) -> str:
+    """'1 vial', '2 vials', '1 hour', '0.5 hours' (never 'vial(s)')."""
+    return f"{num(n)} {word if n == 1 else (words or word + 's')}"
+
+
 def duration(days: int) -> str:
     """A number of days in words: "less than a day", "1 day", "3 days"."""
     if days <= 0:

@@ -23,7 +23,17 @@ from app.engine.regimen import (
     label_schedule,
 )
 from app.engine.rules.interruption import required_reduction_level
-from app.engine.text import day_str, detail, evidence_table, mg, mg_m2, num, pct, summary
+from app.engine.text import (
+    day_str,
+    detail,
+    evidence_table,
+    mg,
+    mg_m2,
+    num,
+    pct,
+    plural,
+    summary,
+)
 
 RULES: list[RuleSpec] = [
     RuleSpec("D-1", "Cycle 1: Day 1 0.8, Day 8 0.5, Day 15 0.5 mg/m2; 21-day cycle",
@@ -500,8 +510,8 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
         lines.append(f"**Cycle {plan.cycle} total would be {mg_m2(cycle_total)}, above the "
                      f"maximum of {mg_m2(maxc)} per cycle** ({src_max}).")
     if plan.given_unknown:
-        lines.append(f"{plan.given_unknown} earlier dose(s) of this cycle have no recorded "
-                     "amount and are not in the cycle total.")
+        lines.append(f"{plural(plan.given_unknown, 'earlier dose')} of this cycle "
+                     "(no recorded amount) not in the cycle total.")
     cites = (src_t1,) + ((src_max,) if critical else ())
     if plan.level:
         cites += (cite(ctx, "SmPC 4.2 Table 4", "USPI 2.3 Table 4"),)
