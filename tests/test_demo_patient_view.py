@@ -69,6 +69,19 @@ def _order_request(hook: str, order: dict[str, Any]) -> dict[str, Any]:
             "fhirServer": f"{SERVICE}/fhir", "context": context}
 
 
+async def _sandbox_prefetch(client: httpx.AsyncClient, templates: dict[str, str],
+                            patient_id: str) -> dict[str, Any]:
+    """What the sandbox sends: each template GET from the FHIR server; keys it failed to fill are
+    left out (never null)."""
+    out = {}
+    for key, template in templates.items():
+        query = template.replace("{{context.patientId}}", patient_id)
+        r = await client.get(f"/fhir/{query}")
+        if r.status_code == 200:
+            out[key] = r.json()
+    return out
+
+
 def _fire(settings_kw: dict[str, Any], tmp: Path) -> dict[str, dict[str, Any]]:
     from app.http.app import create_app
     from app.settings import Settings
@@ -87,6 +100,16 @@ def _fire(settings_kw: dict[str, Any], tmp: Path) -> dict[str, dict[str, Any]]:
                     r = await client.post("/cds-services/besponsa-patient-view", json=body)
                     assert r.status_code == 200, (name, r.text[:500])
                     out[name] = r.json()
+                services = (await client.get("/cds-services")).json()["services"]
+                [view] = [sv for sv in services if sv["hook"] == "patient-view"]
+                for name in EXPECTED:  # as the sandbox sends it: prefetch filled by the browser
+                    body = demo_request(f"{name}-patient-view", datetime.now(UTC), SERVICE)
+                    body["prefetch"] = await _sandbox_prefetch(client, view["prefetch"],
+                                                               body["context"]["patientId"])
+                    body["hookInstance"] = "5c0ffee0-0000-4000-8000-0000000000aa"
+                    r = await client.post("/cds-services/besponsa-patient-view", json=body)
+                    assert r.status_code == 200, (name, r.text[:500])
+                    out[f"{name}-sandbox"] = r.json()
                 for name in EXPECTED:
                     body = demo_request(f"{name}-order-sign", datetime.now(UTC), SERVICE)
                     r = await client.post("/cds-services/besponsa-order-sign", json=body)
@@ -140,6 +163,14 @@ def test_demo_patient_view_shows_the_case(responses: dict[str, dict[str, Any]], 
         assert "proceed" not in decisions
     infos = [c for c in cards if c["indicator"] == "info"]
     assert len(infos) == (1 if "proceed" in decisions else 0)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_sandbox_shaped_patient_view_gives_the_same_cards(responses: dict[str, dict[str, Any]],
+                                                          name: str) -> None:
+    sandbox = [(ext(c)["decision"], c["summary"]) for c in responses[f"{name}-sandbox"]["cards"]]
+    plain = [(ext(c)["decision"], c["summary"]) for c in responses[name]["cards"]]
+    assert sandbox == plain and sandbox
 
 
 def test_neutropenia_hold_is_worded_for_the_chart(responses: dict[str, dict[str, Any]]) -> None:

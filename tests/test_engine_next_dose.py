@@ -99,3 +99,23 @@ def test_course_long_over_has_no_next_dose() -> None:
     f = facts(doses=[dose(day(1), mg_per_m2=0.8)], measurements=_labs(day(2)))
     later = day(1) + timedelta(days=Policy().next_dose_window_days + 1)
     assert next_due_dose(f, later, Policy()) is None
+
+
+def test_a_wording_failure_never_hides_a_decision(monkeypatch) -> None:
+    from app.engine import next_dose
+
+    def broken(*_a, **_k):
+        raise RuntimeError("wording bug")
+
+    monkeypatch.setattr(next_dose, "for_chart", broken)
+    doses = [dose(day(1), mg_per_m2=0.8), dose(day(8), mg_per_m2=0.5), dose(day(15), mg_per_m2=0.5)]
+    labs = _labs(day(0)) + _labs(day(20)) + [measurement(Analyte.ANC, 0.6, day(21))]
+    f = facts(doses=doses, measurements=labs, medications=PREMEDS, responses=[response("PR", day(20))])
+    decisions = evaluate_next_dose(f, day(21, hours=2))
+    assert decisions[0].code is DecisionCode.HOLD and "H-2" in decisions[0].rules
+
+
+def test_unreadable_administrations_give_no_next_dose() -> None:
+    plan = medication(["inotuzumab-ozogamicin"])
+    f = clean_facts(None, now=T0, medications=[plan], unavailable=frozenset({"MedicationAdministration"}))
+    assert next_due_dose(f, T0, Policy()) is None  # cannot say where the patient is

@@ -28,6 +28,7 @@ def rx(code: str, display: str = "") -> dict:
     ("105392", "SBD", "corticosteroid"),  # dexamethasone 0.5 MG Oral Tablet [Decadron]
     ("1292457", "SCD", "live-vaccine"),  # varicella-zoster virus vaccine live (Oka-Merck)
     ("1292443", "SBD", "live-vaccine"),  # ProQuad (MMRV)
+    ("313782", "SCD", "antipyretic"),  # acetaminophen 325 MG Oral Tablet (UNVERIFIED row)
 ])
 def test_product_codes_belong_to_their_ingredient_value_set(code: str, tty: str, concept: str) -> None:
     assert concept in medication_concepts(rx(code))

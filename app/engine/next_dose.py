@@ -187,11 +187,13 @@ def evaluate_next_dose(
     decisions = evaluate(next_dose_facts(facts, nd), now, policy, label)
     out: list[Decision] = []
     for d in decisions:
-        if d.code is DecisionCode.PROCEED:
-            if plan_card:
-                out.append(plan_decision(d, nd, facts, now, policy))
+        if d.code is DecisionCode.PROCEED and not plan_card:
             continue
-        out.append(for_chart(d, nd, now))
+        try:
+            out.append(plan_decision(d, nd, facts, now, policy) if d.code is DecisionCode.PROCEED
+                       else for_chart(d, nd, now))
+        except Exception:  # noqa: BLE001 - a wording bug must never hide a decision
+            out.append(replace(d, extras={**d.extras, NEXT_DOSE: nd}))
     return out
 
 
