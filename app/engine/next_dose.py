@@ -207,7 +207,6 @@ def _verb_first(text: str) -> str:
 def for_chart(d: Decision, nd: NextDose, now: datetime) -> Decision:
     """'Next dose, Cycle 2 Day 1 due 2026-12-09: hold, ANC 0.6 x10^9/L ...' and a detail whose
     first line says what to do about the next dose (there is no order to change)."""
-    head = f"Next dose, {nd.where} {nd.due_text(now)}"
     verb, sep, why = d.summary.partition(": ")
     short_verb = bool(sep) and verb.count(" ") <= 2
     text = f"{verb}, {why}" if short_verb else d.summary
@@ -217,11 +216,19 @@ def for_chart(d: Decision, nd: NextDose, now: datetime) -> Decision:
     context = (f"Where the patient is: the next dose of inotuzumab ozogamicin is {nd.where} "
                f"({nd.basis}). It was checked with the same rules as an order for it{checked}.")
     return replace(
-        d, summary=summary(f"{head}: {_verb_first(text)}"),
+        d, summary=_chart_summary(nd, now, _verb_first(text)),
         detail=f"{lead}\n\n{context}\n\n{_chart_detail(d, nd, now)}",
         evidence=_chart_evidence(d.evidence, nd),
         extras={**d.extras, NEXT_DOSE: nd},
     )
+
+
+def _chart_summary(nd: NextDose, now: datetime, text: str) -> str:
+    """'Next dose, Cycle 2 Day 1 due today: <what>' under 140 characters: the short head
+    ('Next dose, C2 D1 due today:') before the rule's own words are cut."""
+    due = nd.due_text(now)
+    full = f"Next dose, {nd.where} {due}: {text}"
+    return full if len(full) <= 139 else summary(f"Next dose, C{nd.cycle} D{nd.day} {due}: {text}")
 
 
 DO: dict[DecisionCode, str] = {

@@ -76,10 +76,13 @@ def evidence_table(evidence: Iterable[Evidence], today: date | None = None) -> s
 
 
 def detail(*parts: str | None, citations: Iterable[str] = (), notes: Iterable[str] = (),
-           label: Label = Label.EU) -> str:
-    """Markdown detail: paragraphs, then how the course was read, then the citation line."""
-    out = [p for p in parts if p]
-    notes = list(dict.fromkeys(n for n in notes if n))  # each note once
+           label: Label = Label.EU, today: date | None = None) -> str:
+    """Markdown detail: paragraphs, then how the course was read, then the citation line. With
+    `today`, bare dates in paragraphs and notes get their distance in words (tables keep theirs)."""
+    from app.engine.rules.decision_text import dates_in_words
+
+    out = [p if p.startswith("|") else dates_in_words(p, today) for p in parts if p]
+    notes = [dates_in_words(n, today) for n in dict.fromkeys(n for n in notes if n)]  # once
     if notes:
         out.append("How the course was read:\n" + "\n".join(f"- {n}" for n in notes))
     cites = ", ".join(citations)

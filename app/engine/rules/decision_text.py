@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date, datetime
 
@@ -95,6 +96,26 @@ def evidence_table(rows: Iterable[Evidence], today: date | None = None) -> str:
     return "\n".join(lines)
 
 
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b(?![ T]?\d{2}:| \()")
+
+
+def dates_in_words(text: str, today: date | None) -> str:
+    """'since 2026-11-25' -> 'since 2026-11-25 (7 days ago)': each bare ISO date of a sentence
+    gets its distance from today in words (not dates already followed by a time or words)."""
+    if today is None:
+        return text
+    from app.engine.text import relative_day
+
+    def words(m: re.Match) -> str:
+        try:
+            day = date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return m[0]
+        return f"{m[0]} ({relative_day(day, today)})"
+
+    return _ISO_DATE.sub(words, text)
+
+
 def unique(notes: Iterable[str | None]) -> list[str]:
     """Notes once each (the same note from two lookups is said once), in order."""
     seen: set[str] = set()
@@ -118,7 +139,7 @@ def detail(
     today: date | None = None,
 ) -> str:
     """Markdown detail: what and why, evidence table, recovery, notes, clinician's choice, source."""
-    parts = [what.strip()]
+    parts = [dates_in_words(what.strip(), today)]
     evidence = tuple(evidence)
     table = evidence_table(evidence, today)
     if table:
@@ -126,7 +147,8 @@ def detail(
     if recovery:
         parts.append(f"**Recovery / re-order when:** {recovery}")
     said = [e.note for e in evidence if e.note]  # a note an evidence row already says: once
-    notes = [n for n in unique(notes) if not any(n.rstrip(".") in x for x in said)]
+    notes = [dates_in_words(n, today) for n in unique(notes)
+             if not any(n.rstrip(".") in x for x in said)]
     if notes:
         parts.append("\n".join(f"- {n}" for n in notes))
     if choice:

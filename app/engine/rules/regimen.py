@@ -201,7 +201,7 @@ def make_decision(ctx: RuleContext, code: DecisionCode, rules: tuple[str, ...],
     return Decision(
         code=code, rules=rules, citations=citations, summary=summary(text),
         detail=detail(body_md, table, citations=citations, notes=ctx.course.notes,
-                      label=ctx.label),
+                      label=ctx.label, today=ctx.now.date()),
         label=ctx.label, evidence=tuple(evidence), **kw,
     )
 
