@@ -99,7 +99,9 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
             url=LABEL_URLS[label],
             topic=Coding(
                 system=DECISION_SYSTEM, code=decision.code.value,
-                display=DECISION_DISPLAY[decision.code],
+                display=("Next dose: plan" if "next_dose" in decision.extras
+                         and decision.code is DecisionCode.PROCEED
+                         else DECISION_DISPLAY[decision.code]),
             ),
         ),
         suggestions=suggestions or None,

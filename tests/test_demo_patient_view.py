@@ -192,6 +192,7 @@ def test_plan_card_states_the_dose_and_what_to_measure(responses: dict[str, dict
     assert "full blood count" in card["summary"] and "liver tests" in card["summary"]
     assert card["detail"].splitlines()[0].startswith("**Give the next dose")
     assert "Latest: ANC 1.9 x10^9/L (yesterday)" in card["detail"]
+    assert card["source"]["topic"]["display"] == "Next dose: plan" and card["indicator"] == "info"
     clean = responses["clean"]["cards"][0]
     assert ext(clean)["nextDose"]["plannedOrder"] == "MedicationRequest/demo-clean-ino-plan"
     assert "No dose given yet" in clean["detail"]
