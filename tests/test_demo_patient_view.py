@@ -43,12 +43,12 @@ EXPECTED: dict[str, tuple[str, str, set[str], str]] = {
 }
 
 
-def _qt_order(shape: str) -> dict[str, Any]:
+def _qt_order(shape: str, patient: str = "demo-hepatic") -> dict[str, Any]:
     """The sandbox's ondansetron order (RxNorm SCD 198052) in the shape of its Rx View/Sign."""
     order = json.loads((FIXTURES / f"sandbox_rx_{shape}.json").read_text())
     order = copy.deepcopy(order)
     order["id"] = f"sandbox-ondansetron-{shape}"
-    order["subject"] = {"reference": "Patient/demo-hepatic"}
+    order["subject"] = {"reference": f"Patient/{patient}"}
     order["medicationCodeableConcept"] = {
         "text": "Ondansetron 4 MG Oral Tablet",
         "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "198052",
@@ -58,9 +58,9 @@ def _qt_order(shape: str) -> dict[str, Any]:
     return order
 
 
-def _order_request(hook: str, order: dict[str, Any]) -> dict[str, Any]:
+def _order_request(hook: str, order: dict[str, Any], patient: str = "demo-hepatic") -> dict[str, Any]:
     context: dict[str, Any] = {
-        "userId": "Practitioner/demo-haematologist", "patientId": "demo-hepatic",
+        "userId": "Practitioner/demo-haematologist", "patientId": patient,
         "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]},  # no `type`
     }
     if hook == "order-select":
@@ -120,6 +120,11 @@ def _fire(settings_kw: dict[str, Any], tmp: Path) -> dict[str, dict[str, Any]]:
                                           json=_order_request(hook, _qt_order(shape)))
                     assert r.status_code == 200, (hook, r.text[:500])
                     out[f"qt-{hook}"] = r.json()
+                # a patient about to start (active order, no dose yet): the same caution
+                r = await client.post("/cds-services/besponsa-order-sign", json=_order_request(
+                    "order-sign", _qt_order("sign", "demo-clean"), "demo-clean"))
+                assert r.status_code == 200, r.text[:500]
+                out["qt-planned"] = r.json()
         return out
 
     try:
@@ -268,9 +273,15 @@ def test_a_note_is_said_once_per_card(responses: dict[str, dict[str, Any]]) -> N
 def test_first_line_of_the_detail_says_what_to_do(responses: dict[str, dict[str, Any]]) -> None:
     for key, card in _all_cards(responses):
         first = card["detail"].splitlines()[0]
-        if key.endswith("order-sign") or key.startswith("qt-order"):
+        if key.endswith("order-sign") or key.startswith("qt-order") or key == "qt-planned":
             assert first.startswith("**What to do: "), (key, first)
         else:  # patient-view: the action on the next dose
             assert first.startswith("**") and "the next dose" in first, (key, first)
     hold = responses["neutropenia-order-sign"]["cards"][0]["detail"].splitlines()[0]
     assert hold == "**What to do: do not give this dose now; re-order when ANC >= 1 x10^9/L.**"
+
+
+def test_qt_drug_for_a_patient_about_to_start(responses: dict[str, dict[str, Any]]) -> None:
+    [card] = responses["qt-planned"]["cards"]
+    assert ext(card)["decision"] == "caution" and ext(card)["rules"] == ["Q-1"]
+    assert "planned (not yet given)" in card["summary"]

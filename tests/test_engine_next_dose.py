@@ -119,3 +119,20 @@ def test_unreadable_administrations_give_no_next_dose() -> None:
     plan = medication(["inotuzumab-ozogamicin"])
     f = clean_facts(None, now=T0, medications=[plan], unavailable=frozenset({"MedicationAdministration"}))
     assert next_due_dose(f, T0, Policy()) is None  # cannot say where the patient is
+
+
+def test_qt_drug_or_live_vaccine_ordered_for_a_patient_about_to_start() -> None:
+    from app.engine import evaluate
+    from tests.engine_factories import other_order
+
+    plan = medication(["inotuzumab-ozogamicin"], start=T0 + timedelta(days=1))
+    for concept, rule in (("qt-prolonging", "Q-1"), ("live-vaccine", "P-2")):
+        order = other_order([concept], display="the other drug")
+        decisions = evaluate(facts(medications=[plan], other_orders=[order],
+                                   measurements=_labs(T0)), T0)
+        assert [(d.code, d.rules) for d in decisions] == [(DecisionCode.CAUTION, (rule,))]
+        # without the planned order the patient is not ours: no card
+        assert evaluate(facts(other_orders=[order], measurements=_labs(T0)), T0) == []
+    qt = evaluate(facts(medications=[plan], other_orders=[other_order(["qt-prolonging"],
+                                                                      display="ondansetron")]), T0)
+    assert "planned (not yet given)" in qt[0].summary

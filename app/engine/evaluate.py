@@ -23,6 +23,7 @@ from app.engine.context import RuleContext
 from app.engine.course import reconstruct_course
 from app.engine.decisions import Decision, DecisionCode, Label
 from app.engine.facts import ClinicalFacts
+from app.engine.planned import planned_orders
 from app.engine.policy import Policy
 from app.engine.rules import families
 from app.engine.rules.preparation import RULES as PREP_RULES
@@ -46,8 +47,8 @@ def evaluate(
     """All decisions for the draft order (or the patient, for patient-view), most severe first."""
     policy = policy or Policy()
     label = Label(label)
-    if facts.draft is None and not facts.doses_given:
-        return []
+    if facts.draft is None and not facts.doses_given and not planned_orders(facts):
+        return []  # never given and nothing planned (#10: a planned course is the patient's)
     try:
         course = reconstruct_course(facts, now, policy)
     except Exception as exc:  # every rule needs the course: say nothing was checked

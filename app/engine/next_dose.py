@@ -25,13 +25,12 @@ from app.engine.course import place_doses, planned_next_cycle_start, reconstruct
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.evaluate import evaluate
 from app.engine.facts import Analyte, ClinicalFacts, DraftDose
+from app.engine.planned import planned_orders
 from app.engine.policy import Policy
 from app.engine.regimen import doses_per_cycle, expected_mg_per_m2
 from app.engine.rules.regimen import dose_plan, recommendation, round_mg
 from app.engine.text import evidence_table, mg, mg_m2, num, relative_day, summary
 
-DRUG_CONCEPT = "inotuzumab-ozogamicin"  # app.terminology.DRUG (the engine does not import it)
-PLANNED_STATUSES = frozenset({"active", "draft"})  # a MedicationRequest that will be given
 NEXT_DOSE_REFERENCE = "next-dose"  # DraftDose.reference when no planned order stands for it
 NEXT_DOSE = "next_dose"  # Decision.extras key: the NextDose the decision is about
 
@@ -86,9 +85,7 @@ class NextDose:
 
 def _planned_first_dose(facts: ClinicalFacts, now: datetime) -> tuple[date, str, str] | None:
     """(due, reference, basis) of a planned inotuzumab order when no dose was given yet."""
-    planned = [m for m in facts.medications
-               if DRUG_CONCEPT in m.concepts and m.resource_type == "MedicationRequest"
-               and m.status in PLANNED_STATUSES]
+    planned = planned_orders(facts)
     if not planned:
         return None
     first = min(planned, key=lambda m: (m.start or now))
