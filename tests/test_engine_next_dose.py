@@ -136,3 +136,13 @@ def test_qt_drug_or_live_vaccine_ordered_for_a_patient_about_to_start() -> None:
     qt = evaluate(facts(medications=[plan], other_orders=[other_order(["qt-prolonging"],
                                                                       display="ondansetron")]), T0)
     assert "planned (not yet given)" in qt[0].summary
+
+
+def test_plan_card_cites_the_label_in_force() -> None:
+    from app.engine.decisions import Label
+
+    f = facts(doses=[dose(day(1), mg_per_m2=0.8)], measurements=_labs(day(2)), medications=PREMEDS)
+    [eu] = evaluate_next_dose(f, day(3))
+    [us] = evaluate_next_dose(f, day(3), label=Label.US)
+    assert "SmPC 4.4: before each dose" in eu.detail
+    assert "USPI 5.1, 5.3: before each dose" in us.detail and us.label is Label.US

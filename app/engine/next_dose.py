@@ -34,12 +34,14 @@ from app.engine.text import evidence_table, mg, mg_m2, num, relative_day, summar
 NEXT_DOSE_REFERENCE = "next-dose"  # DraftDose.reference when no planned order stands for it
 NEXT_DOSE = "next_dose"  # Decision.extras key: the NextDose the decision is about
 
-# What the label asks to measure before each dose (SmPC 4.4: CBC and liver tests before each
-# dose; 4.2 Tables 2 and 3 act on them).
+# What the label asks to measure before each dose: complete blood counts prior to each dose
+# (SmPC 4.4, USPI 5.3); liver tests (ALT, AST, total bilirubin, alkaline phosphatase) prior to
+# and following each dose (SmPC 4.4, USPI 5.1). SmPC 4.2 Tables 2 and 3 act on them.
 BEFORE_EACH_DOSE: tuple[tuple[str, tuple[Analyte, ...]], ...] = (
     ("full blood count with differential", (Analyte.ANC, Analyte.PLATELETS)),
-    ("liver tests", (Analyte.BILIRUBIN, Analyte.AST, Analyte.ALT)),
+    ("liver tests", (Analyte.BILIRUBIN, Analyte.AST, Analyte.ALT, Analyte.ALP)),
 )
+MONITORING_SOURCE = {Label.EU: "SmPC 4.4", Label.US: "USPI 5.1, 5.3"}
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,9 @@ def plan_decision(proceed: Decision, nd: NextDose, facts: ClinicalFacts,
     body = [
         lead,
         f"{where} ({nd.basis}). No rule objects to it on the data on record.",
-        f"**Before the dose, measure:** {measure} (SmPC 4.4: monitor before each dose; 4.2 "
-        "Tables 2 and 3 act on them)." + (f" Latest: {'; '.join(latest)}." if latest else ""),
+        f"**Before the dose, measure:** {measure} ({MONITORING_SOURCE[proceed.label]}: before "
+        "each dose; liver tests also after it)." + (f" Latest: {'; '.join(latest)}." if latest
+                                                     else ""),
     ]
     evidence = _chart_evidence(proceed.evidence, nd)
     parts = proceed.detail.split("\n\n")
