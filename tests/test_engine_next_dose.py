@@ -146,3 +146,30 @@ def test_plan_card_cites_the_label_in_force() -> None:
     [us] = evaluate_next_dose(f, day(3), label=Label.US)
     assert "SmPC 4.4: before each dose" in eu.detail
     assert "USPI 5.1, 5.3: before each dose" in us.detail and us.label is Label.US
+
+
+def test_labs_not_drawn_yet_for_a_later_dose_are_the_plan_not_an_objection() -> None:
+    # Day 1 given today; the labs are from before it: Day 8 is a week away.
+    f = facts(doses=[dose(day(1), mg_per_m2=0.8)], measurements=_labs(day(0)), medications=PREMEDS)
+    [plan] = evaluate_next_dose(f, day(1, hours=3))
+    assert plan.code is DecisionCode.PROCEED and plan.summary.startswith(
+        f"Next dose, Cycle 1 Day 8 due {day(8).date()} (in 7 days): 0.5 mg/m2")
+    assert "; measure CBC, LFTs first" in plan.summary  # not yet measured: "measure", not "check"
+    assert set(plan.needed_data) == {"hepatic-panel", "cbc-differential"}  # ServiceRequests
+    assert "Not measured since the last dose yet: ALT" in plan.detail
+    # due today, the same missing labs are an objection (E-5 obtain-data), never a plan
+    g = facts(doses=[dose(day(1), mg_per_m2=0.8)], measurements=_labs(day(0)), medications=PREMEDS)
+    today = evaluate_next_dose(g, day(8, hours=3))
+    assert [d.code for d in today] == [DecisionCode.OBTAIN_DATA] and "E-5" in today[0].rules
+
+
+def test_an_unusable_lab_is_never_folded_into_the_plan() -> None:
+    from tests.engine_factories import problem
+
+    labs = _labs(day(0)) + _labs(day(2))
+    bad = problem("alt", "unknown unit 'mg/ml/h'", effective=day(2, hours=1))
+    f = facts(doses=[dose(day(1), mg_per_m2=0.8)], measurements=labs, medications=PREMEDS,
+              problems=[bad])
+    decisions = evaluate_next_dose(f, day(3))
+    assert decisions[0].code is DecisionCode.OBTAIN_DATA
+    assert all(d.code is not DecisionCode.PROCEED for d in decisions)

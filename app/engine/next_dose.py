@@ -23,11 +23,12 @@ from datetime import date, datetime, timedelta
 from app.engine.context import RuleContext
 from app.engine.course import place_doses, planned_next_cycle_start, reconstruct_course
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
-from app.engine.evaluate import evaluate
+from app.engine.evaluate import ENGINE_ERROR, evaluate, proceed_decision
 from app.engine.facts import Analyte, ClinicalFacts, DraftDose
 from app.engine.planned import planned_orders
 from app.engine.policy import Policy
 from app.engine.regimen import doses_per_cycle, expected_mg_per_m2
+from app.engine.rules.decision_text import finding
 from app.engine.rules.regimen import dose_plan, recommendation, round_mg
 from app.engine.text import evidence_table, mg, mg_m2, num, relative_day, summary
 
@@ -183,7 +184,10 @@ def evaluate_next_dose(
         nd = None
     if nd is None:
         return evaluate(facts, now, policy, label)
-    decisions = evaluate(next_dose_facts(facts, nd), now, policy, label)
+    dose_facts = next_dose_facts(facts, nd)
+    decisions = evaluate(dose_facts, now, policy, label)
+    if nd.due > now.date():
+        decisions = _labs_not_yet_due(decisions, dose_facts, nd, now, policy, label)
     out: list[Decision] = []
     for d in decisions:
         if d.code is DecisionCode.PROCEED and not plan_card:
@@ -194,6 +198,53 @@ def evaluate_next_dose(
         except Exception:  # noqa: BLE001 - a wording bug must never hide a decision
             out.append(replace(d, extras={**d.extras, NEXT_DOSE: nd}))
     return out
+
+
+# --- labs not drawn yet for a dose still to come ---------------------------------------------
+
+_NOT_YET = ("stale", "missing")  # app.engine.labs.LabLookup.status: no result since the last dose
+TO_MEASURE = "to_measure"  # Decision.extras key on the plan card: what is not measured yet
+
+
+def _labs_not_yet_due(decisions: list[Decision], dose_facts: ClinicalFacts, nd: NextDose,
+                      now: datetime, policy: Policy, label: Label) -> list[Decision]:
+    """A dose due in the future whose only objection is E-5 "no liver tests/CBC since the last
+    dose" is not held up: those labs are what must be measured before it, so the plan card says so
+    (with the ServiceRequest suggestions). Unusable, preliminary or unavailable results stay
+    obtain-data, as does everything for a dose due today."""
+    fresh = [d for d in decisions if d.code is DecisionCode.OBTAIN_DATA and d.rules[:1] == ("E-5",)
+             and _only_not_yet_measured(d)]
+    rest = [d for d in decisions if d not in fresh]
+    if not fresh or not all(d.code is DecisionCode.CAUTION for d in rest) or any(
+            d.extras.get(ENGINE_ERROR) for d in rest):
+        return decisions
+    course = reconstruct_course(dose_facts, now, policy)
+    ctx = RuleContext(facts=dose_facts, now=now, policy=policy, label=label, course=course)
+    proceed = proceed_decision(ctx)
+    if proceed is None:
+        return decisions
+    needed = tuple(dict.fromkeys(n for d in fresh for n in d.needed_data))
+    names = tuple(dict.fromkeys(finding(c) for d in fresh for _, c in _statuses(d)))
+    proceed = replace(proceed, needed_data=needed, extras={**proceed.extras, TO_MEASURE: names})
+    return rest + [proceed]
+
+
+_STATUSES = ("stale", "missing", "unusable", "preliminary", "transfused", "unavailable")
+
+
+def _statuses(d: Decision) -> list[tuple[str, str]]:
+    """(status, analyte) of the evidence rows E-5 marks ("stale: no ALT result since ...")."""
+    out = []
+    for e in d.evidence:
+        status = (e.note or "").split(":", 1)[0].strip()
+        if status in _STATUSES:
+            out.append((status, e.concept))
+    return out
+
+
+def _only_not_yet_measured(d: Decision) -> bool:
+    statuses = _statuses(d)
+    return bool(statuses) and all(s in _NOT_YET for s, _ in statuses)
 
 
 # --- wording for the chart --------------------------------------------------------------------
@@ -305,10 +356,13 @@ def plan_decision(proceed: Decision, nd: NextDose, facts: ClinicalFacts,
                   now: datetime, policy: Policy) -> Decision:
     """The one info card when nothing objects: where the patient is, the dose, what to measure."""
     measure = " and ".join(n for n, _ in BEFORE_EACH_DOSE)
-    text = (f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; check {measure} "
+    not_yet = proceed.extras.get(TO_MEASURE)
+    verb = "measure" if not_yet else "check"
+    text = (f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; {verb} {measure} "
             "before it")
     if len(text) > 139:
-        text = f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; check CBC, LFTs first"
+        text = (f"Next dose, {nd.where} {nd.due_text(now)}: {_dose_text(nd)}; {verb} CBC, LFTs "
+                "first")
     latest = _latest_results(facts, now)
     so_far = _course_so_far(facts, now, policy)
     where = (f"Given so far: {so_far}. The next is dose {nd.dose_number} of Cycle {nd.cycle}"
@@ -319,8 +373,9 @@ def plan_decision(proceed: Decision, nd: NextDose, facts: ClinicalFacts,
         lead,
         f"{where} ({nd.basis}). No rule objects to it on the data on record.",
         f"**Before the dose, measure:** {measure} ({MONITORING_SOURCE[proceed.label]}: before "
-        "each dose; liver tests also after it)." + (f" Latest: {'; '.join(latest)}." if latest
-                                                     else ""),
+        "each dose; liver tests also after it)." + (
+            f" Not measured since the last dose yet: {', '.join(not_yet)}." if not_yet else "")
+        + (f" Latest: {'; '.join(latest)}." if latest else ""),
     ]
     evidence = _chart_evidence(proceed.evidence, nd)
     parts = proceed.detail.split("\n\n")
