@@ -286,8 +286,3 @@ def test_qt_drug_for_a_patient_about_to_start(responses: dict[str, dict[str, Any
     assert ext(card)["decision"] == "caution" and ext(card)["rules"] == ["Q-1"]
     assert "planned (not yet given)" in card["summary"]
 
-
-def test_readme_patient_view_example_is_what_the_service_says(responses: dict[str, dict[str, Any]]) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    card = responses["neutropenia"]["cards"][0]
-    assert f'"summary": "{card["summary"]}"' in readme
