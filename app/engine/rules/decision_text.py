@@ -44,6 +44,8 @@ CONCEPT_DISPLAY: dict[str, str] = {
     "dose-history": "Last dose", "ordered-dose": "Ordered dose", "previous-dose": "Previous dose",
     "next-dose": "Next dose", "medication-history": "Administration record",
     "interruption": "Interruption", "disease-response": "Disease response", "age": "Age",
+    "cycle-history": "Cycles given", "engine-error": "Internal error",
+    "final-concentration": "Final concentration",
     "patient": "Patient",
 }
 
