@@ -110,6 +110,16 @@ def _fire(settings_kw: dict[str, Any], tmp: Path) -> dict[str, dict[str, Any]]:
                     r = await client.post("/cds-services/besponsa-patient-view", json=body)
                     assert r.status_code == 200, (name, r.text[:500])
                     out[f"{name}-sandbox"] = r.json()
+                # a patient never given the drug, nothing planned (all prefetched, nothing else)
+                empty = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+                prefetch = {k: empty for k in view["prefetch"]}
+                prefetch["patient"] = {"resourceType": "Patient", "id": "p-none", "gender": "male"}
+                r = await client.post("/cds-services/besponsa-patient-view", json={
+                    "hookInstance": "5c0ffee0-0000-4000-8000-0000000000bb", "hook": "patient-view",
+                    "context": {"userId": "Practitioner/x", "patientId": "p-none"},
+                    "prefetch": prefetch})
+                assert r.status_code == 200, r.text[:500]
+                out["never-given"] = r.json()
                 for name in EXPECTED:
                     body = demo_request(f"{name}-order-sign", datetime.now(UTC), SERVICE)
                     r = await client.post("/cds-services/besponsa-order-sign", json=body)
@@ -177,6 +187,10 @@ def test_sandbox_shaped_patient_view_gives_the_same_cards(responses: dict[str, d
     sandbox = [(ext(c)["decision"], c["summary"]) for c in responses[f"{name}-sandbox"]["cards"]]
     plain = [(ext(c)["decision"], c["summary"]) for c in responses[name]["cards"]]
     assert sandbox == plain and sandbox
+
+
+def test_never_given_and_nothing_planned_gets_no_cards(responses: dict[str, dict[str, Any]]) -> None:
+    assert responses["never-given"] == {"cards": []}
 
 
 def test_neutropenia_hold_is_worded_for_the_chart(responses: dict[str, dict[str, Any]]) -> None:
