@@ -97,8 +97,8 @@ def _planned_first_dose(facts: ClinicalFacts, now: datetime) -> tuple[date, str,
     return due, first.reference, f"first dose, planned by {first.reference}"
 
 
-def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date, str, str | None]:
-    """(due, basis, planned order) from the administrations up to now (Table 1, Table 4)."""
+def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date, str]:
+    """(due, basis) from the administrations up to now (Table 1, Table 4)."""
     given = tuple(d for d in facts.doses_given if d.given_at.date() <= now.date())
     placed = place_doses(given, policy)
     last = placed[-1]
@@ -109,12 +109,11 @@ def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date
         due = last.when.date() + timedelta(days=policy.dose_interval_days)
         if (due - last.start.date()).days + 1 <= policy.last_dosing_day:
             return (due, f"{policy.dose_interval_days} days after Cycle {last.cycle} Day "
-                         f"{last.day} on {last.when.date().isoformat()}", None)
+                         f"{last.day} on {last.when.date().isoformat()}")
     start = planned_next_cycle_start(last.cycle, last.start, policy, extended=False).date()
     length = (start - last.start.date()).days
     return (start, f"Cycle {last.cycle} began on {last.start.date().isoformat()} and lasts {length} "
-                   "days" + (" (up to 28 with CR/CRi, Table 1 note b)" if last.cycle == 1 else ""),
-            None)
+                   "days" + (" (up to 28 with CR/CRi, Table 1 note b)" if last.cycle == 1 else ""))
 
 
 def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDose | None:
@@ -126,8 +125,9 @@ def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDo
     given = [d for d in facts.doses_given if d.given_at.date() <= now.date()]
     if given and (now - given[-1].given_at).days > policy.next_dose_window_days:
         return None  # treatment over (institutional window): nothing is due
+    planned: str | None = None
     if given:
-        due, basis, planned = _due_date(facts, now, policy)
+        due, basis = _due_date(facts, now, policy)
     else:
         first = _planned_first_dose(facts, now)
         if first is None:
@@ -136,7 +136,8 @@ def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDo
     when = now if due <= now.date() else datetime.combine(due, now.timetz())
     draft = DraftDose(reference=planned or NEXT_DOSE_REFERENCE, dose_date=when)
     course = reconstruct_course(replace(facts, draft=draft), now, policy)
-    assert course.cycle is not None and course.day is not None and course.dose_number is not None
+    if course.cycle is None or course.day is None or course.dose_number is None:
+        return None  # the course could not place it (unknown history): no next dose to state
     nd = NextDose(due=due, dose_date=when, cycle=course.cycle, day=course.day,
                   dose_number=course.dose_number, reduction_level=course.reduction_level,
                   basis=basis, planned_order=planned)
@@ -308,7 +309,7 @@ def _dose_text(nd: NextDose) -> str:
     if nd.mg_per_m2 is None:
         return "the dose in mg/m2 cannot be worked out yet"
     if nd.mg is None:
-        return f"{mg_m2(nd.mg_per_m2)} (mg needs a usable BSA)"
+        return f"{mg_m2(nd.mg_per_m2)} (no mg dose computed: see below)"
     return f"{mg_m2(nd.mg_per_m2)} x BSA {num(nd.bsa_m2, 2)} m2 = {mg(nd.mg)}"
 
 
