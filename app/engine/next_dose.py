@@ -188,7 +188,10 @@ def evaluate_next_dose(
     dose_facts = next_dose_facts(facts, nd)
     decisions = evaluate(dose_facts, now, policy, label)
     if nd.due > now.date():
-        decisions = _labs_not_yet_due(decisions, dose_facts, nd, now, policy, label)
+        try:
+            decisions = _labs_not_yet_due(decisions, dose_facts, nd, now, policy, label)
+        except Exception:  # noqa: BLE001 - keep the rules' own decisions (obtain-data)
+            pass
     out: list[Decision] = []
     for d in decisions:
         if d.code is DecisionCode.PROCEED and not plan_card:
