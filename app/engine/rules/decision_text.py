@@ -91,6 +91,9 @@ def evidence_table(rows: Iterable[Evidence], today: date | None = None) -> str:
         f"{e.ratio:.2f}" if e.ratio is not None else "", _cell(e.grade), _cell(e.date, today),
         _cell(e.reference), _cell(e.note),
     ] for e in rows]
+    for r in cells:  # "HSCT planned | HSCT planned": the value says nothing the finding does not
+        if r[1].lower() == r[0].lower():
+            r[1] = ""
     keep = [i for i in range(len(_COLUMNS)) if i == 0 or any(r[i] for r in cells)]
     lines = ["| " + " | ".join(_COLUMNS[i] for i in keep) + " |",
              "|" + "---|" * len(keep)]
