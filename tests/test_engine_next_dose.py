@@ -174,18 +174,3 @@ def test_an_unusable_lab_is_never_folded_into_the_plan() -> None:
     assert decisions[0].code is DecisionCode.OBTAIN_DATA
     assert all(d.code is not DecisionCode.PROCEED for d in decisions)
 
-
-def test_evidence_table_reads_well() -> None:
-    from datetime import date
-
-    from app.engine.decisions import Evidence
-    from app.engine.rules.decision_text import evidence_table
-
-    rows = [Evidence(concept="vod-sos", reference="Condition/c1", value="VOD/SOS",
-                     date=date(2026, 12, 1)),
-            Evidence(concept="hsct-planned", reference="Procedure/p1", value="HSCT planned")]
-    table = evidence_table(rows, today=date(2026, 12, 2))
-    header = table.splitlines()[0]
-    assert header == "| Finding | Date | Source |"  # no empty Value/Unit/ULN/... columns
-    assert "| VOD/SOS | 2026-12-01 (yesterday) | Condition/c1 |" in table
-    assert "vod-sos" not in table and "hsct-planned" not in table
