@@ -281,7 +281,8 @@ def test_a_note_is_said_once_per_card(responses: dict[str, dict[str, Any]]) -> N
         bullets = [line for line in card["detail"].splitlines() if line.startswith("- ")]
         assert len(bullets) == len(set(bullets)), (key, bullets)
     stale = responses["stale-labs-order-sign"]["cards"][0]["detail"]
-    assert stale.count("since the previous dose on") == stale.count("| stale:")  # rows only
+    assert stale.count("since the previous dose on") == 1  # said once, not per result
+    assert stale.count("| stale: too old |") == 6
 
 
 def test_first_line_of_the_detail_says_what_to_do(responses: dict[str, dict[str, Any]]) -> None:
