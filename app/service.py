@@ -120,7 +120,7 @@ async def run_hook(
     # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
     decided = await run_in_threadpool(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
-        settings=settings, policy=policy, now=now, watch=watch,
+        hook=service.hook, settings=settings, policy=policy, now=now, watch=watch,
     )
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that
@@ -169,6 +169,7 @@ def _decide(
     extra_problems: list[DataProblem],
     unreachable: set[str],
     *,
+    hook: str,
     settings: Settings,
     policy: Policy,
     now: datetime,
@@ -185,7 +186,7 @@ def _decide(
         unavailable=frozenset(retrieved.unavailable | unreachable),
     )
     watch.lap("facts")
-    if service.hook == "patient-view":  # the next due dose, as an order for it would be
+    if hook == "patient-view":  # the next due dose, as an order for it would be
         decisions = engine.evaluate_next_dose(facts, now, policy, label,
                                               plan_card=settings.patient_view_plan_card)
     else:
