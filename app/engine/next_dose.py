@@ -112,8 +112,13 @@ def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date
                          f"{last.day} on {last.when.date().isoformat()}")
     start = planned_next_cycle_start(last.cycle, last.start, policy, extended=False).date()
     length = (start - last.start.date()).days
-    return (start, f"Cycle {last.cycle} began on {last.start.date().isoformat()} and lasts {length} "
-                   "days" + (" (up to 28 with CR/CRi, Table 1 note b)" if last.cycle == 1 else ""))
+    basis = (f"Cycle {last.cycle} began on {last.start.date().isoformat()} and lasts {length} days"
+             + (" (up to 28 with CR/CRi, Table 1 note b)" if last.cycle == 1 else ""))
+    earliest = last.when.date() + timedelta(days=policy.min_days_between_doses)
+    if earliest > start:  # a late last dose: at least 6 days between doses (Table 1 note a)
+        return earliest, (f"{basis}; at least {policy.min_days_between_doses} days after the last "
+                          f"dose on {last.when.date().isoformat()}")
+    return start, basis
 
 
 def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDose | None:
