@@ -15,7 +15,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
-from app import engine, facts_builder, retrieval
+from app import engine, facts_builder, retrieval, smart
 from app.engine.decisions import Label
 from app.engine.facts import DataProblem
 from app.engine.policy import Policy
@@ -139,6 +139,9 @@ async def run_hook(
         encounter_id=context.encounterId,
         draft_order=draft,
         premedication_file=settings.premedication_file,
+        smart_launch_url=smart.launch_url(settings.public_base_url, fhir_server=request.fhirServer,
+                                          patient_id=context.patientId,
+                                          embedded_fhir=settings.embedded_fhir),
     )
     cards = cards_module.build_cards(decisions, card_context)
     watch.lap("cards")

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 from app import __version__, facts_builder, fhir_client
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
-from app.http import feedback, report
+from app.http import feedback, landing, report, smart
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
 from app.logging_setup import configure_logging
@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(hooks_router)
     app.include_router(feedback.router)  # POST /cds-services/{id}/feedback
+    app.include_router(landing.router)  # GET /
+    app.include_router(smart.router)  # /smart/: the SMART treatment-timeline app
     if settings.report_endpoint:
         app.include_router(report.router)  # GET /governance/report
     if settings.embedded_fhir:

@@ -1,0 +1,138 @@
+"""SMART treatment-timeline routes (issue #10).
+
+- `GET /smart/config.json`: what the app reads (the patient-view service's own prefetch queries,
+  so the timeline sees the same data as the cards) and the SMART scopes that covers.
+- `POST /smart/timeline`: the FHIR data the app read -> the timeline document, built by the same
+  `facts_builder` + engine as the patient-view cards (`app.smart.timeline`).
+- `GET /smart/{file}`: the app's static files (HTML, JS, CSS and the vendored libraries).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app import engine, facts_builder, retrieval
+from app.engine.decisions import Label
+from app.http.errors import ErrorBody, error_response
+from app.prefetch_queries import PREFETCH_RESOURCE_TYPES, REQUIRED_KEYS
+from app.smart import STATIC_DIR
+from app.smart.timeline import build_timeline
+from cds_hooks.prefetch import fill_templates
+
+log = logging.getLogger("besponsa_cds.smart")
+router = APIRouter()
+
+PATIENT_VIEW_SERVICE = "besponsa-patient-view"
+CLIENT_ID = "besponsa-cds-timeline"  # a registered client id may be passed as ?clientId= instead
+MAX_RESOURCES = 20_000
+_STATIC_SUFFIXES = {".html", ".js", ".css", ".png", ".svg", ".txt", ".md"}
+_FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+
+
+class TimelineRequest(BaseModel):
+    """The FHIR data the SMART app read for one patient.
+
+    Either `prefetch` (the patient-view service's prefetch keys from `GET /smart/config.json`,
+    each a Bundle, a resource or null; a key absent means that query failed or was not allowed),
+    or `resources` (a Bundle or a list of resources, taken as complete)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patientId: str = Field(pattern=_FHIR_ID, description="FHIR id of the patient in context.")
+    prefetch: dict[str, dict[str, Any] | None] | None = None
+    resources: list[dict[str, Any]] | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TimelineRequest:
+        if (self.prefetch is None) == (self.resources is None):
+            raise ValueError("send exactly one of 'prefetch' or 'resources'")
+        return self
+
+
+def _scopes(queries: dict[str, str]) -> str:
+    """SMART App Launch 2.0 scopes for exactly the resource types the queries read."""
+    types = sorted({PREFETCH_RESOURCE_TYPES.get(k) or q.split("?")[0].split("/")[0]
+                    for k, q in queries.items()} | {"Medication"})  # medicationReference targets
+    return " ".join(["openid", "fhirUser", *(f"patient/{t}.rs" for t in types)])
+
+
+def _patient_view_queries(request: Request) -> dict[str, str]:
+    service = request.app.state.services[PATIENT_VIEW_SERVICE]
+    return dict(service.prefetch or {})
+
+
+@router.get("/smart/config.json", tags=["SMART timeline"], summary="What the timeline app reads")
+async def smart_config(request: Request) -> dict[str, Any]:
+    queries = _patient_view_queries(request)
+    return {"clientId": CLIENT_ID, "scope": _scopes(queries), "queries": queries,
+            "patientToken": "{{context.patientId}}"}
+
+
+@router.post(
+    "/smart/timeline",
+    tags=["SMART timeline"],
+    summary="The treatment timeline of one patient, from the FHIR data the app read",
+    description=(
+        "Builds the course (C-1..C-6), labs against the label's thresholds and the decisions "
+        "with the same facts builder and engine as the `besponsa-patient-view` cards."
+    ),
+    responses={
+        400: {"model": ErrorBody, "description": "Malformed body."},
+        412: {"model": ErrorBody, "description": "Data without which no decision can be made was not read."},
+    },
+)
+async def timeline(body: TimelineRequest, request: Request) -> JSONResponse:
+    now = datetime.now(UTC)  # the request time: the only clock read
+    settings = request.app.state.settings
+    policy = request.app.state.policy
+    if body.resources is not None:
+        resources = body.resources if isinstance(body.resources, list) else [body.resources]
+        problems, unavailable = [], set()
+    else:
+        queries = fill_templates(_patient_view_queries(request), {"patientId": body.patientId}).queries
+        try:
+            got = await retrieval.collect(
+                body.prefetch, queries, fhir_server=None, access_token=None,
+                required=REQUIRED_KEYS & queries.keys(),
+                timeout_seconds=settings.fhir_timeout_seconds, max_pages=settings.fhir_max_pages,
+            )
+        except retrieval.RequiredDataUnavailable as exc:
+            return error_response(412, {"error": "required_data_unavailable",
+                                        "message": exc.reason, "keys": sorted(exc.keys)})
+        resources, problems, unavailable = got.resources, got.problems, got.unavailable
+    if len(resources) > MAX_RESOURCES:
+        return error_response(400, {"error": "invalid_request",
+                                    "message": f"At most {MAX_RESOURCES} resources per request.",
+                                    "details": [{"field": "resources", "message": "too many"}]})
+    facts = facts_builder.build_facts(body.patientId, resources, None, now, problems=problems,
+                                      unavailable=frozenset(unavailable))
+    label = Label(settings.label)
+    decisions = engine.evaluate(facts, now, policy, label)  # exactly what patient-view evaluates
+    log.info("timeline", extra={"patient": body.patientId, "decisions": len(decisions)})
+    return JSONResponse(build_timeline(facts, decisions, now, policy, label.value))
+
+
+@router.get("/smart", include_in_schema=False)
+@router.get("/smart/", include_in_schema=False)
+async def smart_root() -> RedirectResponse:
+    return RedirectResponse("/smart/launch.html")
+
+
+@router.get("/smart/{path:path}", include_in_schema=False, response_model=None)
+async def smart_static(path: str) -> Response:
+    """The app's files; Python sources and anything outside app/smart/ are never served."""
+    target = (STATIC_DIR / path).resolve()
+    inside = target.is_relative_to(STATIC_DIR.resolve())
+    if not inside or target.suffix not in _STATIC_SUFFIXES or not target.is_file():
+        return error_response(404, {"error": "not_found", "message": f"No file /smart/{path}."})
+    media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if target.suffix == ".js":
+        media = "text/javascript"
+    return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})
