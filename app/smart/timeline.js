@@ -23,12 +23,22 @@
   const fmt = (x, digits) => (x === null || x === undefined ? "?" : String(+x.toFixed(digits)));
   const LEVELS = { 0: "level 0 (label dose)", 1: "level 1 (-25 %)", 2: "level 2 (2 doses per cycle)" };
 
+  // Percent-encode every search parameter value ("http://loinc.org|1975-2" -> "http%3A%2F%2F...")
+  // so that no proxy between the app and the FHIR server rewrites it (a literal "//" in a query
+  // string is collapsed by some, silently matching nothing).
+  function encodeQuery(relative) {
+    const [path, query] = relative.split("?");
+    if (!query) return path.split("/").map(encodeURIComponent).join("/");
+    const params = new URLSearchParams(query);
+    return path + "?" + Array.from(params, ([k, v]) => encodeURIComponent(k) + "=" + encodeURIComponent(v)).join("&");
+  }
+
   async function readRecord(client, config) {
     const pid = client.patient.id;
     const prefetch = {};
     const unread = [];
     await Promise.all(Object.entries(config.queries).map(async ([key, template]) => {
-      const url = template.split(config.patientToken).join(encodeURIComponent(pid));
+      const url = encodeQuery(template.split(config.patientToken).join(pid));
       try {
         if (url.startsWith("Patient/")) {
           prefetch[key] = await client.request(url);
@@ -224,7 +234,8 @@
       const y = { field: field, type: "quantitative", title: yTitle, scale: { domain: [0, top], nice: true } };
       return {
         width: width, height: 110,
-        title: { text: title, anchor: "start", fontSize: 13 },
+        title: { text: rows.length ? title : title + ": no results read", anchor: "start", fontSize: 13,
+                 color: rows.length ? "#000" : "#9b1c1c" },
         layer: [
           today,
           { data: { values: thresholds }, mark: { type: "rule", strokeDash: [6, 4], strokeWidth: 1.5, color: "#b42318" },
@@ -273,7 +284,16 @@
     $("context").textContent = "Patient " + record.pid + " · FHIR server " + client.state.serverUrl +
       (record.unread.length ? " · not readable: " + record.unread.join(", ") : "");
     $("status").textContent = "Working out the course…";
-    const tl = await fetchTimeline(record.pid, record.prefetch);
+    let tl;
+    try {
+      tl = await fetchTimeline(record.pid, record.prefetch);
+    } catch (err) {
+      if (record.unread.length) {  // say what the FHIR server refused, not only the consequence
+        throw new Error("the FHIR server did not return " + record.unread.join(", ") + " (" +
+                        err.message + ")");
+      }
+      throw err;
+    }
     showDecision(tl);
     showDetails(tl);
     await vegaEmbed("#chart", spec(tl), { renderer: "svg", actions: false });
