@@ -7,7 +7,8 @@ service's cards for the same demo patient, and its course with the engine's reco
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,33 @@ def test_next_dose_is_the_engine_decision_dose() -> None:
     assert tl["nextDose"] == {"cycle": 1, "day": 8, "mg": 0.91, "mgPerM2": 0.5, "bsaM2": 1.82,
                               "reductionLevel": 0, "vials": 1, "decision": "proceed",
                               "rules": ["D-1", "R-1"], "date": NOW.date().isoformat()}
+
+
+@dataclass(frozen=True)
+class _NextDoseLike:
+    """The shape of the next due dose patient-view attaches to its decisions (extras["next_dose"])."""
+
+    due: date
+    dose_date: datetime
+    cycle: int = 2
+    day: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cycle": self.cycle, "day": self.day, "doseNumber": 1, "due": self.due.isoformat(),
+                "reductionLevel": 0, "mgPerM2": 0.8, "mg": 1.48, "bsaM2": 1.85}
+
+
+def test_an_overdue_next_dose_is_drawn_with_its_interruption_and_decisions() -> None:
+    c1 = NOW - timedelta(days=35)
+    doses = (_dose("a", c1, 0.8), _dose("b", c1 + timedelta(days=7), 0.5), _dose("c", c1 + timedelta(days=14), 0.5))
+    due = (c1 + timedelta(days=21)).date()  # Cycle 2 Day 1 was due 14 days ago
+    nd = _NextDoseLike(due=due, dose_date=NOW)
+    hold = Decision(code=DecisionCode.HOLD, rules=("H-2",), citations=("SmPC 4.2 Table 2",),
+                    summary="Next dose, Cycle 2 Day 1: hold", detail="", extras={"next_dose": nd})
+    tl = build_timeline(ClinicalFacts(patient=PatientInfo("p1"), doses_given=doses), [hold], NOW,
+                        Policy(), "EU")
+    assert tl["nextDose"] == {"cycle": 2, "day": 1, "date": due.isoformat(), "mg": 1.48, "mgPerM2": 0.8,
+                              "bsaM2": 1.85, "reductionLevel": 0, "decision": "hold", "rules": ["H-2"]}
+    gap = [s for s in tl["spans"] if s["kind"] == "interruption"]
+    assert len(gap) == 1 and gap[0]["start"] == due.isoformat() and gap[0]["end"] == NOW.date().isoformat()
+    assert len(tl["doses"]) == 3  # the next dose is not a dose given

@@ -19,9 +19,12 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import engine, facts_builder, retrieval
-from app.engine.decisions import Label
+from app.engine.decisions import Decision, Label
+from app.engine.facts import ClinicalFacts
+from app.engine.policy import Policy
 from app.http.errors import ErrorBody, error_response
 from app.prefetch_queries import PREFETCH_RESOURCE_TYPES, REQUIRED_KEYS
+from app.settings import Settings
 from app.smart import STATIC_DIR
 from app.smart.timeline import build_timeline
 from cds_hooks.prefetch import fill_templates
@@ -54,6 +57,12 @@ class TimelineRequest(BaseModel):
         if (self.prefetch is None) == (self.resources is None):
             raise ValueError("send exactly one of 'prefetch' or 'resources'")
         return self
+
+
+def patient_view_decisions(facts: ClinicalFacts, now: datetime, policy: Policy, label: Label,
+                           settings: Settings) -> list[Decision]:
+    """Exactly what the patient-view service evaluates for these facts (app.service.run_hook)."""
+    return engine.evaluate(facts, now, policy, label)
 
 
 def _scopes(queries: dict[str, str]) -> str:
@@ -114,7 +123,7 @@ async def timeline(body: TimelineRequest, request: Request) -> JSONResponse:
     facts = facts_builder.build_facts(body.patientId, resources, None, now, problems=problems,
                                       unavailable=frozenset(unavailable))
     label = Label(settings.label)
-    decisions = engine.evaluate(facts, now, policy, label)  # exactly what patient-view evaluates
+    decisions = patient_view_decisions(facts, now, policy, label, settings)
     log.info("timeline", extra={"patient": body.patientId, "decisions": len(decisions)})
     return JSONResponse(build_timeline(facts, decisions, now, policy, label.value))
 

@@ -21,6 +21,9 @@
   }
 
   const fmt = (x, digits) => (x === null || x === undefined ? "?" : String(+x.toFixed(digits)));
+  const amount = (n) => (n.mg === null || n.mg === undefined
+    ? "amount not computed (BSA or response not known)"
+    : fmt(n.mgPerM2, 3) + " mg/m2 = " + fmt(n.mg, 2) + " mg" + (n.bsaM2 ? " (BSA " + fmt(n.bsaM2, 2) + " m2)" : ""));
   const LEVELS = { 0: "level 0 (label dose)", 1: "level 1 (-25 %)", 2: "level 2 (2 doses per cycle)" };
 
   // Percent-encode every search parameter value ("http://loinc.org|1975-2" -> "http%3A%2F%2F...")
@@ -93,8 +96,8 @@
     const n = tl.nextDose;
     $("next-dose").textContent = n
       ? "Next dose: Cycle " + n.cycle + " Day " + n.day + (n.date ? ", due " + n.date : "") + ": " +
-        fmt(n.mgPerM2, 3) + " mg/m2 = " + fmt(n.mg, 2) + " mg (BSA " + fmt(n.bsaM2, 2) + " m2), " +
-        (LEVELS[n.reductionLevel] || "reduction level " + n.reductionLevel) +
+        amount(n) + (n.reductionLevel === null || n.reductionLevel === undefined ? ""
+                     : ", " + (LEVELS[n.reductionLevel] || "reduction level " + n.reductionLevel)) +
         ". Decision: " + n.decision + " (" + n.rules.join(", ") + ")."
       : "Next dose: the engine computed no dose for this patient today.";
     $("today").hidden = false;
@@ -165,8 +168,10 @@
     }));
     const next = tl.nextDose ? [Object.assign({}, tl.nextDose, {
       date: tl.nextDose.date || tl.today,
-      label: "Next dose: C" + tl.nextDose.cycle + " D" + tl.nextDose.day + "\n" + fmt(tl.nextDose.mgPerM2, 3) +
-             " mg/m2 = " + fmt(tl.nextDose.mg, 2) + " mg\n" + tl.nextDose.decision + " (" + tl.nextDose.rules.join(", ") + ")",
+      label: "Next dose: C" + tl.nextDose.cycle + " D" + tl.nextDose.day + "\n" +
+             (tl.nextDose.mg === null || tl.nextDose.mg === undefined ? "amount not computed"
+              : fmt(tl.nextDose.mgPerM2, 3) + " mg/m2 = " + fmt(tl.nextDose.mg, 2) + " mg") +
+             "\n" + tl.nextDose.decision + " (" + tl.nextDose.rules.join(", ") + ")",
     })] : [];
     const cycles = tl.course.cycles.map((c) => Object.assign({}, c, { label: "Cycle " + c.number,
                                                                      band: c.number % 2 }));

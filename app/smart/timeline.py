@@ -11,7 +11,7 @@ Thresholds are the label's: ANC 1 and platelets 50 x10^9/L (SmPC 4.2 Table 2), t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -26,10 +26,11 @@ from app.engine.course import (
     reconstruct_course,
 )
 from app.engine.decisions import Decision, DecisionCode
-from app.engine.facts import Analyte, ClinicalFacts
+from app.engine.facts import Analyte, ClinicalFacts, DraftDose
 from app.engine.policy import Policy
 
 SCHEMA_VERSION = 1
+NEXT_DOSE_KEY = "next_dose"  # Decision.extras key of the next due dose patient-view evaluated
 DOSES_PER_CYCLE = 3  # Days 1, 8 and 15 (SmPC 4.2 Table 1)
 
 COUNT_ANALYTES = (Analyte.ANC, Analyte.PLATELETS)
@@ -237,8 +238,33 @@ def _decision_json(d: Decision) -> dict[str, Any]:
     return out
 
 
+def _evaluated_next_dose(decisions: list[Decision]) -> Any | None:
+    """The next due dose patient-view evaluated (Decision.extras[NEXT_DOSE_KEY]), if any."""
+    for d in decisions:
+        nd = d.extras.get(NEXT_DOSE_KEY)
+        if nd is not None and hasattr(nd, "as_json"):
+            return nd
+    return None
+
+
 def _next_dose(facts: ClinicalFacts, decisions: list[Decision]) -> dict[str, Any] | None:
-    """The dose the engine evaluated (Decision.dose), with the decision that carries it."""
+    """The next dose: the one patient-view evaluated (with the decisions about it), else the dose
+    of the first decision that carries one (Decision.dose)."""
+    nd = _evaluated_next_dose(decisions)
+    if nd is not None:
+        about = [d for d in decisions if d.extras.get(NEXT_DOSE_KEY) is nd] or decisions[:1]
+        j = nd.as_json()
+        dose = next((x for x in (_dose_json(d) for d in about) if x), None)  # e.g. the reduced dose
+        out = {
+            "cycle": j["cycle"], "day": j["day"], "date": j.get("due"),
+            "mg": (dose or {}).get("mg", _round(j.get("mg"), 2)),
+            "mgPerM2": (dose or {}).get("mgPerM2", _round(j.get("mgPerM2"), 3)),
+            "bsaM2": (dose or {}).get("bsaM2", _round(j.get("bsaM2"), 2)),
+            "reductionLevel": (dose or {}).get("reductionLevel", j.get("reductionLevel")),
+            "decision": about[0].code.value,
+            "rules": sorted({r for d in about for r in d.rules}),
+        }
+        return out
     for d in decisions:
         dose = _dose_json(d)
         if dose is None:
@@ -256,6 +282,11 @@ def _next_dose(facts: ClinicalFacts, decisions: list[Decision]) -> dict[str, Any
 
 def build_timeline(facts: ClinicalFacts, decisions: list[Decision], now: datetime,
                    policy: Policy, label: str) -> dict[str, Any]:
+    nd = _evaluated_next_dose(decisions)
+    if nd is not None and facts.draft is None:
+        # The course as the engine read it for the next dose: an interruption that dose makes
+        # (C-4, a dose overdue today) is part of the timeline.
+        facts = replace(facts, draft=DraftDose(reference="next-dose", dose_date=nd.dose_date))
     course = reconstruct_course(facts, now, policy)
     first = course.cycles[0].start if course.cycles else None
     # Labs from 28 days before the first dose (the pre-treatment baseline) onwards.
