@@ -59,6 +59,7 @@ h1{margin:.2em 0}h2{margin-top:1.6em;border-bottom:1px solid #d5dde5;padding-bot
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #d5dde5;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#eef2f6}code{background:#eef2f6;padding:1px 4px;border-radius:3px}
+td:first-child code{white-space:nowrap}
 .note{color:#4a5868}a{color:#0b5cad}
 """
 
