@@ -241,7 +241,8 @@ def test_an_overdue_next_dose_is_drawn_with_its_interruption_and_decisions() -> 
     tl = build_timeline(ClinicalFacts(patient=PatientInfo("p1"), doses_given=doses), [hold], NOW,
                         Policy(), "EU")
     assert tl["nextDose"] == {"cycle": 2, "day": 1, "date": due.isoformat(), "mg": 1.48, "mgPerM2": 0.8,
-                              "bsaM2": 1.85, "reductionLevel": 0, "decision": "hold", "rules": ["H-2"]}
+                              "bsaM2": 1.85, "reductionLevel": 0, "decision": "hold", "rules": ["H-2"],
+                              "decisions": [{"code": "hold", "rules": ["H-2"]}]}
     gap = [s for s in tl["spans"] if s["kind"] == "interruption"]
     assert len(gap) == 1 and gap[0]["start"] == due.isoformat() and gap[0]["end"] == NOW.date().isoformat()
     assert len(tl["doses"]) == 3  # the next dose is not a dose given

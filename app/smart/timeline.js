@@ -24,6 +24,9 @@
   const amount = (n) => (n.mg === null || n.mg === undefined
     ? "amount not computed (BSA or response not known)"
     : fmt(n.mgPerM2, 3) + " mg/m2 = " + fmt(n.mg, 2) + " mg" + (n.bsaM2 ? " (BSA " + fmt(n.bsaM2, 2) + " m2)" : ""));
+  const decisionsText = (n) => (n.decisions && n.decisions.length > 1 ? "Decisions: " : "Decision: ") +
+    (n.decisions || [{ code: n.decision, rules: n.rules }])
+      .map((d) => d.code + " (" + d.rules.join(", ") + ")").join("; ");
   const LEVELS = { 0: "level 0 (label dose)", 1: "level 1 (-25 %)", 2: "level 2 (2 doses per cycle)" };
 
   // Percent-encode every search parameter value ("http://loinc.org|1975-2" -> "http%3A%2F%2F...")
@@ -98,7 +101,7 @@
       ? "Next dose: Cycle " + n.cycle + " Day " + n.day + (n.date ? ", due " + n.date : "") + ": " +
         amount(n) + (n.reductionLevel === null || n.reductionLevel === undefined ? ""
                      : ", " + (LEVELS[n.reductionLevel] || "reduction level " + n.reductionLevel)) +
-        ". Decision: " + n.decision + " (" + n.rules.join(", ") + ")."
+        ". " + decisionsText(n) + "."
       : "Next dose: the engine computed no dose for this patient today.";
     $("today").hidden = false;
   }
@@ -171,13 +174,15 @@
       label: "Next dose: C" + tl.nextDose.cycle + " D" + tl.nextDose.day + "\n" +
              (tl.nextDose.mg === null || tl.nextDose.mg === undefined ? "amount not computed"
               : fmt(tl.nextDose.mgPerM2, 3) + " mg/m2 = " + fmt(tl.nextDose.mg, 2) + " mg") +
-             "\n" + tl.nextDose.decision + " (" + tl.nextDose.rules.join(", ") + ")",
+             "\n" + (tl.nextDose.decisions || [tl.nextDose]).map((d) => d.code || d.decision).join(", "),
     })] : [];
     const cycles = tl.course.cycles.map((c) => Object.assign({}, c, { label: "Cycle " + c.number,
                                                                      band: c.number % 2 }));
     const KIND = { interruption: "Interruption / delay", omitted: "Omitted dose", hold: "Hold" };
     const spans = tl.spans.map((s) => Object.assign({}, s, {
       end: s.end || new Date(hi).toISOString().slice(0, 10), kind: KIND[s.kind] || s.kind }));
+    // The next-dose label goes left of its marker near the right edge, so that it stays inside.
+    const nextOnRight = next.length > 0 && (Date.parse(next[0].date) - lo) / (hi - lo) > 0.7;
     // Doses on one lane (a dose whose mg/m2 the engine could not work out is still drawn).
     const LANE = 48;
     const dosePanel = {
@@ -207,7 +212,8 @@
                                            color: "#b42318", y: LANE } ,
           encoding: { x: x } },
         { data: { values: next }, mark: { type: "text", y: LANE + 14, fontSize: 11, fontWeight: "bold", color: "#b42318",
-                                           align: "left", dx: 10, baseline: "top", lineBreak: "\n" },
+                                           align: nextOnRight ? "right" : "left", dx: nextOnRight ? -10 : 10,
+                                           baseline: "top", lineBreak: "\n" },
           encoding: { x: x, text: { field: "label" } } },
       ],
     };

@@ -116,8 +116,8 @@ def _spans(course: Course, decisions: list[Decision], now: datetime,
             "cycle": it.cycle,
             "days": it.days,
             "inferred": it.inferred,
-            "label": (f"Dose {it.days} days later than planned ({where} Cycle {it.cycle})"
-                      + (", inferred from administration dates" if it.inferred else "")),
+            "label": (f"Dose {it.days} days late ({where} Cycle {it.cycle}"
+                      + (", inferred)" if it.inferred else ")")),
         })
     for i, cycle in enumerate(course.cycles[:-1] if course.cycles else ()):
         # A cycle followed by another one is closed: its missing Day 8 / Day 15 doses were not given.
@@ -261,8 +261,9 @@ def _next_dose(facts: ClinicalFacts, decisions: list[Decision]) -> dict[str, Any
             "mgPerM2": (dose or {}).get("mgPerM2", _round(j.get("mgPerM2"), 3)),
             "bsaM2": (dose or {}).get("bsaM2", _round(j.get("bsaM2"), 2)),
             "reductionLevel": (dose or {}).get("reductionLevel", j.get("reductionLevel")),
-            "decision": about[0].code.value,
-            "rules": sorted({r for d in about for r in d.rules}),
+            "decision": about[0].code.value,  # the most severe (decisions are sorted)
+            "rules": list(about[0].rules),
+            "decisions": [{"code": d.code.value, "rules": list(d.rules)} for d in about],
         }
         return out
     for d in decisions:
