@@ -246,3 +246,16 @@ def test_an_overdue_next_dose_is_drawn_with_its_interruption_and_decisions() -> 
     gap = [s for s in tl["spans"] if s["kind"] == "interruption"]
     assert len(gap) == 1 and gap[0]["start"] == due.isoformat() and gap[0]["end"] == NOW.date().isoformat()
     assert len(tl["doses"]) == 3  # the next dose is not a dose given
+
+
+def test_a_course_that_cannot_be_read_is_reported_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.smart.timeline as timeline
+
+    def broken(*_: Any) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(timeline, "reconstruct_course", broken)
+    facts = ClinicalFacts(patient=PatientInfo("p1"), doses_given=(_dose("a", NOW - timedelta(days=3), 0.8),))
+    tl = timeline.build_timeline(facts, [], NOW, Policy(), "EU")
+    assert tl["doses"] == [] and tl["course"]["cycles"] == []
+    assert tl["problems"][-1]["reason"] == "the treatment course could not be reconstructed from the doses given"

@@ -11,13 +11,14 @@ Thresholds are the label's: ANC 1 and platelets 50 x10^9/L (SmPC 4.2 Table 2), t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.cards import DECISION_DISPLAY
 from app.engine import labs
-from app.engine.context import Course
+from app.engine.context import Course, Response
 from app.engine.course import (
     classify_dose,
     day_in_cycle,
@@ -28,6 +29,8 @@ from app.engine.course import (
 from app.engine.decisions import Decision, DecisionCode
 from app.engine.facts import Analyte, ClinicalFacts, DraftDose
 from app.engine.policy import Policy
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 NEXT_DOSE_KEY = "next_dose"  # Decision.extras key of the next due dose patient-view evaluated
@@ -42,6 +45,11 @@ ANALYTE_LABELS = {
     Analyte.AST: "AST",
     Analyte.ALT: "ALT",
 }
+
+
+_EMPTY_COURSE = Course(cycles=(), cycle=None, day=None, dose_number=None, cycle_start=None,
+                       previous_dose=None, reduction_level=0, interruptions=(),
+                       response=Response(status="unknown"), hsct_planned=False, prior_hsct=False)
 
 
 @dataclass(frozen=True)
@@ -288,7 +296,15 @@ def build_timeline(facts: ClinicalFacts, decisions: list[Decision], now: datetim
         # The course as the engine read it for the next dose: an interruption that dose makes
         # (C-4, a dose overdue today) is part of the timeline.
         facts = replace(facts, draft=DraftDose(reference="next-dose", dose_date=nd.dose_date))
-    course = reconstruct_course(facts, now, policy)
+    problems = [{"concept": p.concept, "reason": p.reason, **({"reference": p.reference} if p.reference else {})}
+                for p in facts.problems]
+    try:
+        course = reconstruct_course(facts, now, policy)
+    except Exception as exc:  # noqa: BLE001 - the decisions (which say so too) still go out
+        log.warning("course not reconstructed for the timeline: %s", type(exc).__name__)
+        course = _EMPTY_COURSE
+        problems.append({"concept": "medication-history",
+                         "reason": "the treatment course could not be reconstructed from the doses given"})
     first = course.cycles[0].start if course.cycles else None
     # Labs from 28 days before the first dose (the pre-treatment baseline) onwards.
     since = first - timedelta(days=28) if first else None
@@ -314,8 +330,5 @@ def build_timeline(facts: ClinicalFacts, decisions: list[Decision], now: datetim
         "decisions": [_decision_json(d) for d in decisions],
         "todaysDecision": _decision_json(today) if today else None,
         "nextDose": _next_dose(facts, decisions),
-        "problems": [
-            {"concept": p.concept, "reason": p.reason, **({"reference": p.reference} if p.reference else {})}
-            for p in facts.problems
-        ],
+        "problems": problems,
     }
