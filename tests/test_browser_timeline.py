@@ -183,6 +183,12 @@ def _assert_timeline(driver: Any, base: str, patient: str) -> dict[str, Any]:
         assert any(t.startswith(label) and t.endswith(f"{dose['mg']:g} mg") for t in texts), label
     for label in THRESHOLD_LABELS:
         assert label in texts, label
+    for span in expected["spans"]:  # holds, interruptions, omitted doses: each drawn and labelled
+        assert span["label"] in texts, span["label"]
+    if expected["nextDose"]:
+        n = expected["nextDose"]
+        assert any(t.startswith(f"Next dose: C{n['cycle']} D{n['day']}") for t in texts)
+        assert f"Next dose: Cycle {n['cycle']} Day {n['day']}" in driver.find_element("id", "next-dose").text
     # Today's decision with its rule ids, exactly as the engine returned it.
     box = driver.find_element("id", "todays-decision").text
     today = expected["todaysDecision"]
@@ -210,6 +216,14 @@ def test_ehr_launch_shows_the_hepatic_hold_with_its_rules(browser: Any, base_url
     assert "Hold" in _svg_texts(browser)  # the hold lane
     box = browser.find_element("id", "todays-decision").text
     assert "Today: Hold dosing" in box and "L-2" in box
+
+
+def test_ehr_launch_shows_the_interruption_course(browser: Any, base_url: str) -> None:
+    _ehr_launch(browser, base_url, _card_link(base_url, "interruption"))
+    expected = _assert_timeline(browser, base_url, "demo-interruption")
+    assert [(d["cycle"], d["day"]) for d in expected["doses"]] == [(1, 1), (1, 8), (1, 15)]
+    anc = [lab["value"] for lab in expected["labs"] if lab["analyte"] == "anc"]
+    assert min(anc) < 1 < anc[-1]  # the ANC dip below 1 x10^9/L and the recovery
 
 
 def test_landing_page_timeline_link_opens_the_demo_patient(browser: Any, base_url: str) -> None:
