@@ -13,6 +13,7 @@ unchecked. One unreadable resource gives a DataProblem and is skipped, never fat
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -557,6 +558,18 @@ def _med_period(r: dict) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
+_STATED_MG_M2 = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\s*/\s*m(?:2|²|\^2)(?![0-9])", re.I)
+
+
+def _stated_mg_per_m2(text: Any) -> float | None:
+    """The one mg/m2 amount a dosage text states ("0.6 mg/m2 x 1.82 m2 IV"); None when it states
+    none or several (a text naming two amounts is not read)."""
+    if not isinstance(text, str):
+        return None
+    found = {float(m.group(1).replace(",", ".")) for m in _STATED_MG_M2.finditer(text)}
+    return found.pop() if len(found) == 1 and 0 < min(found) <= 10 else None
+
+
 def _dose_given(r: dict, problems: list[DataProblem]) -> DoseGiven | None:
     """A completed inotuzumab MedicationAdministration (dosage.dose in mg or mg/m2; rateQuantity is
     a rate, never a dose)."""
@@ -571,6 +584,8 @@ def _dose_given(r: dict, problems: list[DataProblem]) -> DoseGiven | None:
     mg, mg_m2, problem = _dose(dosage.get("dose"))
     if problem:
         problems.append(DataProblem("medication-history", f"dose not usable: {problem}", ref, given))
+    if mg_m2 is None:  # a dose in mg whose text states its mg/m2 ("0.6 mg/m2 x 1.82 m2"): C-3
+        mg_m2 = _stated_mg_per_m2(dosage.get("text"))
     explicit, ext_problem = _cycle_day(r)
     if ext_problem:
         problems.append(DataProblem("medication-history", ext_problem, ref, given))

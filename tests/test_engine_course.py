@@ -103,12 +103,16 @@ def test_level_1_from_mg_given_and_bsa():
     assert c.reduction_level == 1 and "Reduction level 1" in " ".join(c.notes)
 
 
-def test_mg_without_bsa_is_not_used():
+def test_mg_without_bsa_is_read_from_the_ratio_to_a_dose_of_known_mg_per_m2():
+    # Issue #8: no height/weight at all; 1.09 mg against Cycle 1 Day 1's 0.8 mg/m2 = 1.45 mg is
+    # 0.6 mg/m2 (level 1), assuming an unchanged BSA. Never assumed level 0.
     doses = label_history(1) + [dose(cycle_start_date(2), mg=1.09)]
     c = course_for(facts(draft=draft(cycle_start_date(2) + timedelta(days=7)), doses=[
         *[dose(d.given_at, mg_per_m2=d.dose_mg_per_m2) for d in doses[:3]],
         dose(doses[3].given_at, mg=1.09)]))
-    assert c.reduction_level == 0 and "amount unknown" in " ".join(c.notes)
+    notes = " ".join(c.notes)
+    assert c.reduction_level == 1 and "ratio" in notes and "unchanged BSA" in notes
+    assert "amount unknown" not in notes
 
 
 def test_level_1_with_cr_0_375_on_day_1():

@@ -96,9 +96,10 @@ def test_e2_cd22_missing_obtain_data_before_cycle_1():
     assert [d.code for d in ds] == [C.OBTAIN_DATA] and ds[0].needed_data == ("cd22",)
 
 
-def test_e2_cd22_zero_percent_is_critical_caution():
+def test_e2_cd22_zero_percent_holds_the_first_dose():
+    # Issue #8: a documented 0 % is never beside `proceed` (SmPC 4.2: > 0 % required).
     ds = by_rule(first(measurement(A.CD22, 0, day(-1))), "E-2")
-    assert ds[0].code is C.CAUTION and ds[0].critical
+    assert ds[0].code is C.HOLD and ds[0].critical
 
 
 def test_e2_cd22_not_rechecked_after_cycle_1():

@@ -168,10 +168,12 @@ def test_single_dose_maximum_0_8_is_critical():
 
 
 def test_mg_order_at_rounded_maximum_is_not_critical():
-    # 0.8 x 1.8181 = 1.4545 -> 1.45 mg allowed; 1.46 mg is above the maximum
+    # 0.8 x 1.8181 = 1.4545 -> 1.45 mg; on the BSA rounded to 1.82 m2, 0.8 x 1.82 = 1.456 ->
+    # 1.46 mg (issue #8: the same rounding as D-4). 1.47 mg is 0.81 mg/m2: above the maximum.
     assert run(facts(draft=draft(T0, mg=1.45), measurements=body())) == []
-    [d] = run(facts(draft=draft(T0, mg=1.46), measurements=body()))
-    assert d.critical
+    assert run(facts(draft=draft(T0, mg=1.46), measurements=body())) == []
+    [d] = run(facts(draft=draft(T0, mg=1.47), measurements=body()))
+    assert d.critical and "0.81 mg/m2" in d.summary
 
 
 def test_cycle_maximum_1_8():

@@ -65,7 +65,15 @@ class Course:
     hsct_planned: bool  # C-6
     prior_hsct: bool  # C-6
     explicit: bool = False  # cycle/day of the ordered dose came from the C-1 extension
+    # T-2: the dose of the cycle (2 or 3) omitted for being >= 7 days late; the ordered dose is
+    # read as the next scheduled one (cycle/day/dose_number above), or is that omitted dose
+    omitted_dose: int | None = None
     notes: tuple[str, ...] = ()  # how the course was inferred, for card detail
+    # C-3: why the level may be higher than `reduction_level` (a later cycle's doses whose level
+    # cannot be known); non-empty -> no dose is suggested (never assume level 0, SmPC 4.2)
+    reduction_level_unknown: tuple[str, ...] = ()
+    # C-3: mg/m2 of each past dose as read (reference, value or None: amount unknown)
+    mg_per_m2_given: tuple[tuple[str, float | None], ...] = ()
 
     @property
     def first_dose(self) -> DoseGiven | None:

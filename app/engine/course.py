@@ -7,15 +7,16 @@ after Day 1 whatever the hour of administration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from app.engine.bsa import body_size_at
+from app.engine.bsa import bsa, body_size_at
 from app.engine.context import Course, CycleHistory, Interruption, Response
 from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, ClinicalFacts, CycleDay, DoseGiven
 from app.engine.policy import Policy
-from app.engine.regimen import LEVEL_1_FACTOR, label_schedule
+from app.engine.regimen import LEVEL_1_FACTOR, label_schedule, mg_per_m2_of_mg
+from app.engine.text import measured, num
 
 _NO_CR = {"PR", "SD", "PD", "relapse", "no-CR", "NR", "refractory"}
 
@@ -89,7 +90,8 @@ def place_doses(doses: tuple[DoseGiven, ...], policy: Policy) -> list[_Placed]:
 
 
 def dose_mg_per_m2_given(d: DoseGiven, facts: ClinicalFacts, policy: Policy) -> float | None:
-    """The mg/m2 a completed dose amounted to: as recorded, else mg / BSA at the time."""
+    """The mg/m2 a completed dose amounted to: as recorded, else mg / BSA at the time (to the
+    precision the mg amount has: 1.48 mg on 1.8457 m2 is 0.8 mg/m2, SmPC 4.9)."""
     if d.dose_mg_per_m2 is not None:
         return d.dose_mg_per_m2
     if d.dose_mg is None:
@@ -97,7 +99,7 @@ def dose_mg_per_m2_given(d: DoseGiven, facts: ClinicalFacts, policy: Policy) -> 
     body = body_size_at(facts, d.given_at, policy.bsa_formula)
     if body.bsa_m2 is None:
         return None
-    return d.dose_mg / body.bsa_m2
+    return mg_per_m2_of_mg(d.dose_mg, body.bsa_m2, policy.dose_rounding_mg)
 
 
 def classify_dose(p: _Placed, mg_m2: float) -> int | None:
@@ -115,27 +117,118 @@ def classify_dose(p: _Placed, mg_m2: float) -> int | None:
     return level if err <= 0.15 else None
 
 
+@dataclass(frozen=True)
+class _Amount:
+    """The mg/m2 of a past dose for C-3 and how it was known (None: it cannot be)."""
+
+    mg_m2: float | None
+    how: str  # "recorded" | "bsa" | "nearest-weight" | "ratio" | "no-amount" | "no-bsa"
+
+
+def _nearest_body(facts: ClinicalFacts, when: datetime, policy: Policy):
+    """The weight nearest to `when` within the weight age limit (none dated before it) and a
+    height at or before that weight (else the nearest), with the BSA they give."""
+    limit = timedelta(days=policy.weight_max_age_days)
+    weights = [m for m in facts.series(Analyte.WEIGHT)
+               if not m.preliminary and abs(m.effective - when) <= limit and m.value > 0]
+    heights = [m for m in facts.series(Analyte.HEIGHT) if not m.preliminary and m.value > 0]
+    if not weights or not heights:
+        return None
+    w = min(weights, key=lambda m: abs(m.effective - when))
+    h = min(heights, key=lambda m: (m.effective > w.effective, abs(m.effective - w.effective)))
+    return w, bsa(h.value, w.value, policy.bsa_formula)
+
+
+def _amounts(placed: list[_Placed], facts: ClinicalFacts, policy: Policy,
+             notes: list[str]) -> list[_Amount]:
+    """mg/m2 of every past dose (C-3): as recorded; else mg / BSA at the time; else mg / BSA
+    from the nearest weight (assumed unchanged); else the mg ratio to a dose of known mg/m2, or
+    to Cycle 1 Day 1 taken as the label's 0.8 mg/m2 (Table 1: all patients); the assumption is
+    stated in the notes. Never a guessed level 0 when none of these is possible."""
+    out: list[_Amount] = []
+    nearest: dict[str, list[str]] = {}
+    for p in placed:
+        d = p.dose
+        assert d is not None
+        if d.dose_mg_per_m2 is not None:
+            out.append(_Amount(d.dose_mg_per_m2, "recorded"))
+        elif d.dose_mg is None:
+            out.append(_Amount(None, "no-amount"))
+        elif (v := dose_mg_per_m2_given(d, facts, policy)) is not None:
+            out.append(_Amount(v, "bsa"))
+        elif (nb := _nearest_body(facts, d.given_at, policy)) is not None:
+            w, b = nb
+            out.append(_Amount(mg_per_m2_of_mg(d.dose_mg, b, policy.dose_rounding_mg),
+                               "nearest-weight"))
+            key = (f"the weight of {w.effective.date().isoformat()} ({w.value:g} kg, "
+                   f"{w.reference})")
+            nearest.setdefault(key, []).append(d.reference)
+        else:
+            out.append(_Amount(None, "no-bsa"))
+    for key, refs in nearest.items():
+        notes.append(f"No weight dated before {', '.join(refs)}: BSA taken from {key}, "
+                     "assuming the weight was unchanged at the time of those doses (C-3).")
+    # Ratio to an anchor: the first dose whose mg/m2 is known with its mg, else Cycle 1 Day 1.
+    anchor = next(((p, a.mg_m2) for p, a in zip(placed, out) if a.mg_m2
+                   and a.mg_m2 > 0 and p.dose is not None and p.dose.dose_mg), None)
+    assumed = ""
+    if anchor is None:
+        c1d1 = next((p for p in placed if p.cycle == 1 and p.dose_number == 1
+                     and p.dose is not None and p.dose.dose_mg), None)
+        if c1d1 is not None:
+            anchor = (c1d1, label_schedule(1, False)[0])
+            assumed = ", taken as the label's 0.8 mg/m2 (Table 1)"
+    ratio_refs: list[str] = []
+    if anchor is not None:
+        ap, am2 = anchor
+        assert ap.dose is not None and ap.dose.dose_mg
+        for i, (p, a) in enumerate(zip(placed, out)):
+            if a.how == "no-bsa" and p.dose is not None and p.dose.dose_mg:
+                v = mg_per_m2_of_mg(p.dose.dose_mg, ap.dose.dose_mg / am2,
+                                    policy.dose_rounding_mg)
+                out[i] = _Amount(v, "ratio")
+                ratio_refs.append(f"{p.dose.reference} {num(p.dose.dose_mg)} mg = {num(v)} mg/m2")
+        if ratio_refs:
+            notes.append(
+                f"No weight near {len(ratio_refs)} dose(s): mg/m2 from the mg ratio to "
+                f"{ap.dose.reference} ({num(ap.dose.dose_mg)} mg, Cycle {ap.cycle} Day {ap.day}"
+                f"{assumed}), assuming an unchanged BSA: {'; '.join(ratio_refs)} (C-3).")
+    return out
+
+
 def _reduction_level(
     placed: list[_Placed], facts: ClinicalFacts, policy: Policy, current_cycle: int,
     notes: list[str],
-) -> int:
-    """Highest level the given doses show; never lowered once raised (SmPC 4.2)."""
+) -> tuple[int, tuple[str, ...], tuple[tuple[str, float | None], ...]]:
+    """Highest level the given doses show; never lowered once raised (SmPC 4.2). Also the
+    reasons the level may be higher than shown (a cycle after the first, not followed by a
+    cycle whose level is known, none of whose doses has a known level) and the mg/m2 of every
+    past dose as read (reference, mg/m2 or None)."""
     level = 0
     classes: dict[int, list[int | None]] = {}
-    for p in placed:
+    missing: dict[int, list[str]] = {}
+    no_amount: list[str] = []
+    amounts = _amounts(placed, facts, policy, notes)
+    for p, a in zip(placed, amounts):
         assert p.dose is not None
-        mg_m2 = dose_mg_per_m2_given(p.dose, facts, policy)
-        cls = classify_dose(p, mg_m2) if mg_m2 is not None else None
+        cls = classify_dose(p, a.mg_m2) if a.mg_m2 is not None else None
         classes.setdefault(p.cycle, []).append(cls)
-        if mg_m2 is None:
-            notes.append(f"{p.dose.reference}: dose amount unknown, not used for the reduction "
-                         "level.")
+        if a.how == "no-amount":
+            no_amount.append(p.dose.reference)
+        if cls is None:
+            why = {"no-amount": "no dose amount recorded",
+                   "no-bsa": "dose in mg without height and weight to convert it"}.get(
+                a.how, f"{num(a.mg_m2)} mg/m2 matches neither the label nor the -25 % amount")
+            missing.setdefault(p.cycle, []).append(f"{p.dose.reference} ({why})")
         if cls == 1 and level < 1:
             level = 1
             notes.append(
                 f"Reduction level 1 (total dose -25 %) inferred from {p.dose.reference}: "
-                f"{mg_m2:.3g} mg/m2 on Cycle {p.cycle} Day {p.day}."
+                f"{num(a.mg_m2)} mg/m2 on Cycle {p.cycle} Day {p.day}."
             )
+    if no_amount:
+        notes.append(f"No dose amount recorded on {', '.join(no_amount)}: not used for the "
+                     "reduction level.")
     # Level 2: a completed cycle (before the current one) of exactly 2 doses at level-1 amounts.
     # Two full-amount doses is an omitted dose (T-2), not level 2.
     for cycle, cls in sorted(classes.items()):
@@ -143,7 +236,17 @@ def _reduction_level(
             if level < 2:
                 notes.append(f"Reduction level 2 (2 doses per cycle) inferred from Cycle {cycle}.")
             level = 2
-    return level
+    known = [c for c, cls in classes.items() if any(x is not None for x in cls)]
+    unknown: list[str] = []
+    if level < 2:
+        for cycle, cls in sorted(classes.items()):
+            if cycle >= 2 and all(x is None for x in cls) and not any(k > cycle for k in known):
+                unknown.append(f"Cycle {cycle}: " + "; ".join(missing.get(cycle, [])))
+    if unknown:
+        notes.append(f"Reduction level at least {level}, possibly higher: the level of "
+                     + " / ".join(unknown) + " cannot be known (C-3).")
+    read = tuple((p.dose.reference, a.mg_m2) for p, a in zip(placed, amounts) if p.dose)
+    return level, tuple(unknown), read
 
 
 # --- C-4: interruptions -----------------------------------------------------------------------
@@ -183,6 +286,36 @@ def _interruption(
         return None
     return Interruption(planned=planned, actual=p.when, days=late, within_cycle=within,
                         inferred=True, cycle=p.cycle)
+
+
+def _after_omission(
+    p: _Placed, it: Interruption, policy: Policy, cr_at: Callable[[datetime], bool],
+    notes: list[str],
+) -> tuple[_Placed, int | None]:
+    """T-2 (SmPC 4.2 Table 4): a dose of the cycle >= 7 days late is omitted and the next
+    scheduled dose is given. The ordered dose is read as that next dose, once, for every rule:
+    a late Day 8 ordered in the Day 15 window is the Day 15 dose; a late Day 15 ordered in the
+    window of the next cycle's Day 1 is that Day 1. Otherwise the order is the omitted dose.
+    Returns the placement and the dose number omitted (None: nothing omitted)."""
+    if not (it.within_cycle and it.days >= policy.interruption_omit_days
+            and p.dose_number in (2, 3)):
+        return p, None
+    window = timedelta(days=policy.schedule_window_days)
+    late = f"{it.days} days late, >= {policy.interruption_omit_days}: SmPC 4.2 Table 4, T-2"
+    if p.dose_number == 2:
+        day = day_in_cycle(p.start, p.when)
+        notes.append(f"The Day 8 dose is omitted ({late}): this order, on Day {day}, is the "
+                     "cycle's Day 15 dose.")
+        return replace(p, day=day, dose_number=3), 2
+    nxt = planned_next_cycle_start(p.cycle, p.start, policy,
+                                   extended=(p.cycle == 1 and cr_at(p.when)))
+    if p.when.date() >= (nxt - window).date():
+        notes.append(f"The Day 15 dose of Cycle {p.cycle} is omitted ({late}): this order is "
+                     f"Cycle {p.cycle + 1} Day 1 (due {nxt.date().isoformat()}).")
+        return _Placed(p.when, p.cycle + 1, 1, 1, p.when, False, None), 3
+    notes.append(f"The Day 15 dose of Cycle {p.cycle} is omitted ({late}); the next dose is "
+                 f"Cycle {p.cycle + 1} Day 1 on {nxt.date().isoformat()}.")
+    return p, 3
 
 
 # --- C-5: response ----------------------------------------------------------------------------
@@ -244,8 +377,7 @@ def response_events(facts: ClinicalFacts, policy: Policy, after: datetime | None
 
 
 def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> ResponseEvent:
-    ev = [Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                   value=m.value, unit=m.unit, date=m.effective)]
+    ev = [measured(m)]
     if m.value >= policy.cr_marrow_blasts_below_pct:
         return ResponseEvent(m.effective, "no-CR", f"{m.reference} (marrow blasts {m.value:g} %)",
                              tuple(ev), mrd)
@@ -254,8 +386,7 @@ def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> 
         # no peripheral blast count near the marrow: CR/CRi cannot be established (c)
         return ResponseEvent(m.effective, "unknown", f"{m.reference} (no peripheral blast "
                              f"count within 3 days)", tuple(ev), mrd)
-    ev.append(Evidence(concept=pb.analyte.value, reference=pb.reference, value=pb.value,
-                       unit=pb.unit, date=pb.effective))
+    ev.append(measured(pb))
     if pb.value > 0:
         return ResponseEvent(m.effective, "no-CR", f"{m.reference} with peripheral blasts "
                              f"{pb.value:g}", tuple(ev), mrd)
@@ -265,8 +396,7 @@ def _marrow_event(facts: ClinicalFacts, policy: Policy, m, mrd: bool | None) -> 
             and plt.value >= policy.cr_platelets_min)
     for c in (anc, plt):
         if c is not None:
-            ev.append(Evidence(concept=c.analyte.value, reference=c.reference, value=c.value,
-                               unit=c.unit, date=c.effective))
+            ev.append(measured(c))
     status = "CR" if full else "CRi"
     return ResponseEvent(m.effective, status, f"{m.reference} (marrow blasts {m.value:g} %, "
                          f"no peripheral blasts: {status})", tuple(ev), mrd)
@@ -355,25 +485,32 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
     cycle = day = dose_number = None
     cycle_start = None
     explicit = False
+    omitted = None
     if draft is not None:
         p = _place(placed, when, _usable(draft.explicit), policy)
-        cycle, day, dose_number, cycle_start, explicit = (
-            p.cycle, p.day, p.dose_number, p.start, p.explicit)
+        explicit = p.explicit
+        stated = (p.cycle, p.day)
         it = _interruption(placed, p, policy, cr_at)
+        omission: list[str] = []
         if it:
             interruptions.append(it)
+            p, omitted = _after_omission(p, it, policy, cr_at, omission)
         if explicit:
             inferred = _place(placed, when, None, policy)
-            if (inferred.cycle, inferred.day) != (cycle, day):
-                notes.append(f"The order states Cycle {cycle} Day {day}; the administrations "
+            if omitted is not None:
+                notes.append(f"The order states Cycle {stated[0]} Day {stated[1]} (C-1).")
+            elif (inferred.cycle, inferred.day) != stated:
+                notes.append(f"The order states Cycle {p.cycle} Day {p.day}; the administrations "
                              f"suggest Cycle {inferred.cycle} Day {inferred.day}. The stated "
                              "cycle/day is used (C-1).")
-        how = "stated on the order" if explicit else (
+        notes += omission
+        cycle, day, dose_number, cycle_start = p.cycle, p.day, p.dose_number, p.start
+        how = "stated on the order" if explicit and omitted is None else (
             f"inferred from {len(placed)} administration(s)" if placed else
             "first dose (no prior administration)")
         notes.insert(0, f"Cycle {cycle} Day {day} (dose {dose_number} of the cycle), {how}.")
     current = cycle if cycle is not None else (placed[-1].cycle if placed else 1)
-    level = _reduction_level(placed, facts, policy, current, notes)
+    level, level_unknown, amounts = _reduction_level(placed, facts, policy, current, notes)
     for it in interruptions:
         kind = "within Cycle" if it.within_cycle else "start of Cycle"
         notes.append(f"Interruption of {it.days} day(s) inferred ({kind} {it.cycle}: planned "
@@ -399,13 +536,26 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
         cycle_start=cycle_start,
         previous_dose=placed[-1].dose if placed else None,
         reduction_level=level,
+        reduction_level_unknown=level_unknown,
+        mg_per_m2_given=amounts,
         interruptions=tuple(interruptions),
         response=response,
         hsct_planned=planned,
         prior_hsct=prior,
         explicit=explicit,
+        omitted_dose=omitted,
         notes=tuple(notes),
     )
+
+
+def given_mg_per_m2(course: Course, d: DoseGiven, facts: ClinicalFacts,
+                    policy: Policy) -> float | None:
+    """A past dose's mg/m2 as the course read it (C-3: recorded, BSA at the time, nearest weight
+    or mg ratio), so every rule agrees with the reduction level; else as recorded / mg / BSA."""
+    for ref, v in course.mg_per_m2_given:
+        if ref == d.reference:
+            return v
+    return dose_mg_per_m2_given(d, facts, policy)
 
 
 def placed_cycle_of(course: Course, dose: DoseGiven) -> int | None:

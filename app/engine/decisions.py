@@ -48,6 +48,9 @@ class Evidence:
     grade: int | None = None  # CTCAE v3.0
     date: datetime | date | None = None
     note: str | None = None  # "ULN from configured default", "preliminary", ...
+    # value and unit as the EHR sent them ("36 umol/L") when they differ from the canonical
+    # value/unit above (which the rules, ULN and ratio use); `code` is the code as sent
+    sent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 1. Reconstruct the treatment course once (C-1..C-6).
 2. Run every rule family (app.engine.rules.FAMILIES) on the same RuleContext.
 3. Safety net: no suggested dose above 0.8 mg/m2 or taking the cycle above 1.8 mg/m2 (SmPC
-   4.9), whichever family made it. De-duplicate, stamp the label in force, sort by
-   SEVERITY_ORDER (critical first within a code).
+   4.9), whichever family made it; none at all beside a `discontinue` or `contraindicated`
+   (treatment stops: nothing proposes its next dose). De-duplicate, stamp the label in force,
+   sort by SEVERITY_ORDER (critical first within a code).
 4. Add exactly one `proceed` (dose, BSA, preparation: D-1..D-5, R-1) when the draft order is
    inotuzumab ozogamicin and no decision other than `caution` fired. A caution informs; it does
    not object to the dose (issue #3, clinical-rules section 6).
@@ -21,7 +22,7 @@ from datetime import datetime
 
 from app.engine.context import RuleContext
 from app.engine.course import reconstruct_course
-from app.engine.decisions import Decision, DecisionCode, Label
+from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.facts import ClinicalFacts
 from app.engine.policy import Policy
 from app.engine.rules import families
@@ -64,7 +65,8 @@ def evaluate(
             decisions.append(_family_failed(ctx, family.name, family.rules, exc))
 
     decisions = sort_decisions(dedupe(d if d.label == label else replace(d, label=label)
-                                      for d in _cap_suggestions(ctx, decisions)))
+                                      for d in _no_dose_after_stop(
+                                          _cap_suggestions(ctx, decisions))))
     if facts.draft is not None and not failed and all(
         d.code is DecisionCode.CAUTION for d in decisions
     ):
@@ -102,6 +104,21 @@ def _cap_suggestions(ctx: RuleContext, decisions: list[Decision]) -> list[Decisi
                     f"per cycle ({src}). Check the administration record."))
         out.append(d)
     return out
+
+
+_STOPS = (DecisionCode.DISCONTINUE, DecisionCode.CONTRAINDICATED)
+
+
+def _no_dose_after_stop(decisions: list[Decision]) -> list[Decision]:
+    """When a decision stops the treatment (discontinue, contraindicated), no other card proposes
+    its next dose (e.g. T-3's reduced cycle beside H-5 or L-2 non-recovery): the suggestion is
+    removed and the card says why."""
+    stops = [d for d in decisions if d.code in _STOPS]
+    if not stops:
+        return decisions
+    why = "; ".join(f"{d.summary} ({', '.join(d.rules)})" for d in stops)
+    return [replace(d, dose=None, detail=d.detail + f"\n\n**No dose is suggested**: {why}.")
+            if d.dose is not None and d.code not in _STOPS else d for d in decisions]
 
 
 def dedupe(decisions) -> list[Decision]:
@@ -164,6 +181,7 @@ def _family_failed(ctx: RuleContext, name: str, rules, exc: Exception) -> Decisi
                "applied to this order, so no `proceed` card is given. Please report it.",
         label=ctx.label,
         critical=True,
+        evidence=(_error_evidence(exc, ids),),
         extras={ENGINE_ERROR: type(exc).__name__},
     )
 
@@ -179,5 +197,11 @@ def _course_failed(label: Label, exc: Exception) -> Decision:
                "treatment course, so no rule was applied to this order. Please report it.",
         label=label,
         critical=True,
+        evidence=(_error_evidence(exc, ("C-1", "C-2")),),
         extras={ENGINE_ERROR: type(exc).__name__},
     )
+
+
+def _error_evidence(exc: Exception, rules) -> Evidence:
+    return Evidence(concept="engine-error", value=type(exc).__name__,
+                    note=f"rules not applied: {', '.join(rules)}")

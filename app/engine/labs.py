@@ -18,6 +18,7 @@ from app.engine import ctcae
 from app.engine.context import RuleContext
 from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, Measurement
+from app.engine.text import sent_as
 
 DISPLAY: dict[str, str] = {
     Analyte.BILIRUBIN: "Total bilirubin",
@@ -139,6 +140,9 @@ def evidence(reading: LabReading, note: str | None = None) -> Evidence:
         notes.append(f"reported as {m.comparator}{num(m.value)}")
     if m.method:
         notes.append(m.method)
+    sent = sent_as(m)
+    if sent:
+        notes.append(f"sent as {sent}, converted")
     return Evidence(
         concept=m.analyte.value,
         reference=m.reference,
@@ -150,6 +154,7 @@ def evidence(reading: LabReading, note: str | None = None) -> Evidence:
         grade=reading.grade,
         date=m.effective,
         note="; ".join(notes) or None,
+        sent=sent,
     )
 
 

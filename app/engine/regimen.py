@@ -8,6 +8,8 @@ and the card says the choice is the clinician's.
 
 from __future__ import annotations
 
+import math
+
 # SmPC 4.2 Table 1 (Day 1, Day 8, Day 15), mg/m2
 CYCLE_1: tuple[float, float, float] = (0.8, 0.5, 0.5)  # D-1: all patients
 LATER_CR_CRI: tuple[float, float, float] = (0.5, 0.5, 0.5)  # D-2: CR/CRi achieved
@@ -64,3 +66,22 @@ def cycle_total_mg_per_m2(cycle: int, cr_or_cri: bool, reduction_level: int = 0)
 def _check_level(level: int) -> None:
     if level not in (0, 1, 2):
         raise ValueError(f"reduction_level must be 0, 1 or 2 (got {level})")
+
+
+def mg_per_m2_of_mg(mg: float, bsa_m2: float, rounding_mg: float) -> float:
+    """The mg/m2 an amount in mg stands for, to the precision the amount has (D-4, SmPC 4.9).
+
+    An mg dose is mg/m2 x BSA rounded to `rounding_mg`, often on the BSA rounded to 0.01 m2, so
+    1.48 mg on 1.8457 m2 is 0.8 mg/m2 (1.48 / 1.8457 = 0.802 is rounding, not an overdose). The
+    answer is the simplest value (1, then 2 decimals, then multiples of 0.005, then 3 decimals)
+    whose dose on either BSA rounds to `mg`, the closest to mg / BSA; else mg / BSA itself."""
+    raw = mg / bsa_m2
+    half = rounding_mg / 2 + 1e-9
+    spans = [((mg - half) / b, (mg + half) / b) for b in {bsa_m2, round(bsa_m2, 2)} if b > 0]
+    for step in (0.1, 0.01, 0.005, 0.001):
+        inside = [k * step for lo, hi in spans
+                  for k in range(math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) + 1)]
+        inside = [round(x, 4) for x in inside if x > 0]
+        if inside:
+            return min(inside, key=lambda x: (abs(x - raw), x))
+    return raw

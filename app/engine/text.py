@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from datetime import date, datetime
 
 from app.engine.decisions import Evidence, Label
+from app.engine.facts import Measurement
 
 SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
 
@@ -64,3 +66,28 @@ def detail(*parts: str | None, citations: Iterable[str] = (), notes: Iterable[st
         src = "US Prescribing Information" if label == Label.US else "EU SmPC"
         out.append(f"_Source: {cites} ({src})._")
     return "\n\n".join(out)
+
+
+_SENT = re.compile(r"^\s*(?:[<>]=?|≤|≥)?\s*([-+]?\d+(?:[.,]\d+)?)\s*(.*)$")
+
+
+def sent_as(m: Measurement) -> str | None:
+    """The value and unit as the EHR sent them ("36 umol/L"), when they differ from the
+    canonical value the rules use (2.1 mg/dL); None when the EHR sent the canonical value."""
+    match = _SENT.match(m.original or "")
+    if not match:
+        return None
+    sent = float(match.group(1).replace(",", "."))
+    if math.isclose(sent, m.value, rel_tol=1e-6, abs_tol=1e-9):
+        return None
+    return m.original.strip()
+
+
+def measured(m: Measurement, note: str | None = None, **kw) -> Evidence:
+    """Evidence row for a measurement: the canonical value and unit, and beside them the value
+    as sent when it was converted (a bilirubin sent in umol/L keeps its umol/L)."""
+    sent = sent_as(m)
+    notes = "; ".join(n for n in (note, f"sent as {sent}, converted" if sent else None) if n)
+    return Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
+                    value=m.value, unit=m.unit, date=m.effective, note=notes or None, sent=sent,
+                    **kw)

@@ -4,7 +4,8 @@
   severe or ongoing VOD/SOS; serious ongoing hepatic disease (cirrhosis, nodular regenerative
   hyperplasia, active hepatitis) -> contraindicated (critical). The US label has no
   contraindications (USPI 4): the same findings -> caution (USPI 5.1, 5.4).
-- E-2: age < 18 -> caution (SmPC 4.2); CD22 > 0 % not documented before cycle 1 -> obtain-data.
+- E-2: age < 18 -> caution (SmPC 4.2); CD22 > 0 % not documented before cycle 1 -> obtain-data;
+  a documented 0 % -> hold (never beside `proceed`, issue #8).
 - E-3: before the first dose, peripheral blasts > 10,000/mm3 -> caution: cytoreduce first.
 - E-4: premedication (corticosteroid, antipyretic, antihistamine) not ordered/active -> caution;
   high tumour burden -> uric-acid lowering and hydration.
@@ -27,8 +28,8 @@ RULES: list[RuleSpec] = [
     RuleSpec("E-1", "Contraindications: hypersensitivity, prior severe/ongoing VOD, serious "
              "ongoing hepatic disease", ("contraindicated", "caution"),
              ("SmPC 4.3", "SmPC 4.4", "USPI 4", "USPI 5.1", "USPI 5.4")),
-    RuleSpec("E-2", "Age < 18; CD22 positivity > 0 % documented before cycle 1",
-             ("caution", "obtain-data"), ("SmPC 4.2", "USPI 8.4", "USPI 12.1", "USPI 14")),
+    RuleSpec("E-2", "Age < 18; CD22 positivity > 0 % documented before cycle 1 (0 % -> hold)",
+             ("caution", "obtain-data", "hold"), ("SmPC 4.2", "USPI 8.4", "USPI 12.1", "USPI 14")),
     RuleSpec("E-3", "Peripheral blasts > 10,000/mm3 before the first dose: cytoreduce",
              ("caution",), ("SmPC 4.2", "USPI 2.2")),
     RuleSpec("E-4", "Premedication (corticosteroid, antipyretic, antihistamine; uric-acid "
@@ -173,15 +174,31 @@ def _cd22(ctx: RuleContext) -> list[Decision]:
     m = series[-1] if series else None
     if m is not None and m.value > 0 and m.comparator not in ("<", "<="):
         return []
-    if m is not None:
+    if m is not None and m.value <= 0:
+        # A documented 0 %: treatment must not start (SmPC 4.2), so never beside `proceed`.
         ev = labs.evidence(labs.read(m, ctx.policy))
         return [make(
-            ctx, DecisionCode.CAUTION, ("E-2",), cites,
-            f"CD22 positivity not shown: {qty(m.value, '%')} on {d(m.effective)}; label needs "
-            "> 0 % before treatment",
+            ctx, DecisionCode.HOLD, ("E-2",), cites,
+            f"Hold: CD22 positivity {qty(m.value, '%')} on {d(m.effective)}; the label requires "
+            "> 0 % before the first dose",
             what="Baseline CD22 positivity of **> 0 %** by a validated, sensitive assay is required "
-                 "before starting BESPONSA (SmPC 4.2). The latest result does not show it.",
+                 "before starting BESPONSA (SmPC 4.2). The latest result shows none, so this first "
+                 "dose is not given.",
             evidence=(ev,), critical=True, notes=us_note,
+            recovery="CD22 positivity > 0 % documented by a validated, sensitive assay",
+            override_reasons=("data-verified-elsewhere",),
+        )]
+    if m is not None:
+        # "< x %": below the assay's limit, positivity neither shown nor excluded.
+        ev = labs.evidence(labs.read(m, ctx.policy))
+        return [make(
+            ctx, DecisionCode.OBTAIN_DATA, ("E-2",), cites,
+            f"Obtain CD22: {m.comparator}{qty(m.value, '%')} on {d(m.effective)} does not show "
+            "positivity > 0 % required before the first dose",
+            what="Baseline CD22 positivity of **> 0 %** by a validated, sensitive assay is required "
+                 "before starting BESPONSA (SmPC 4.2). The latest result is reported below a limit "
+                 "and does not show it: repeat with a sensitive assay.",
+            evidence=(ev,), notes=us_note, needed_data=("cd22",),
             override_reasons=("data-verified-elsewhere",),
         )]
     problems = f.problems_for(Analyte.CD22.value)

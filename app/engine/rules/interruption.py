@@ -19,6 +19,7 @@ from app.engine import regimen
 from app.engine.bsa import body_size_at
 from app.engine.catalogue import RuleSpec
 from app.engine.context import Interruption, RuleContext
+from app.engine.course import planned_next_cycle_start
 from app.engine.decisions import Decision, DecisionCode, DoseRecommendation, Evidence
 from app.engine.rules.decision_text import cite, d, make
 
@@ -66,6 +67,10 @@ def _own(ctx: RuleContext) -> Interruption | None:
     for it in c.interruptions:
         if it.actual == ctx.dose_date and (it.cycle in (0, c.cycle)):
             return it
+    if c.omitted_dose == 3 and c.dose_number == 1:  # the course read it as the next Day 1
+        for it in c.interruptions:
+            if it.actual == ctx.dose_date and it.within_cycle:
+                return it
     return None
 
 
@@ -74,9 +79,12 @@ def check_interruption(ctx: RuleContext) -> list[Decision]:
     if ctx.facts.draft is None or c.cycle is None or c.dose_number is None:
         return []
     out: list[Decision] = []
-    if c.dose_number > 1:
+    own = _own(ctx)
+    if c.omitted_dose is not None and own is not None:  # T-2, as the course read the order
+        out.append(_t2(ctx, own))
+    if c.dose_number > 1 and c.omitted_dose is None:
         out += _within_cycle(ctx)
-    elif c.cycle >= 2:
+    elif c.dose_number == 1 and c.cycle >= 2:
         out += _next_cycle(ctx)
     return out
 
@@ -117,17 +125,28 @@ def _within_cycle(ctx: RuleContext) -> list[Decision]:
 
 def _t2(ctx: RuleContext, it: Interruption) -> Decision:
     c, p = ctx.course, ctx.policy
-    n = c.dose_number or 2
+    n = c.omitted_dose or c.dose_number or 2  # the late (omitted) dose
     planned_day = {1: 1, 2: 8, 3: 15}.get(n, 8)
     start = c.cycle_start or it.planned
     if n == 2:
         next_slot, next_name = start + timedelta(days=14), "the Day 15 dose"
-    else:
-        length = p.cycle1_length_days if c.cycle == 1 else p.later_cycle_length_days
-        next_slot, next_name = start + timedelta(days=length), f"cycle {(c.cycle or 0) + 1} Day 1"
+    else:  # the next cycle's Day 1, as the course plans it (C-4)
+        next_slot = planned_next_cycle_start(c.cycle or 1, start, p, extended=(
+            c.cycle == 1 and c.response.cr_or_cri))
+        next_name = f"cycle {(c.cycle or 0) + 1} Day 1"
     window = timedelta(days=p.schedule_window_days)
     common = dict(evidence=(_ev(it),), inferred=it.inferred, override_reasons=_overrides([it]))
     notes = [_inferred_note(ctx)] if it.inferred else []
+    if c.omitted_dose == 3 and c.dose_number == 1:  # the course reads it as the next Day 1
+        return make(
+            ctx, DecisionCode.CAUTION, ("T-2",), _cites(ctx),
+            f"Day 15 dose of cycle {(c.cycle or 2) - 1} omitted ({it.days} d late, >= "
+            f"{p.interruption_omit_days}): this order is Cycle {c.cycle} Day 1 (dose and counts)",
+            what=f"The Day 15 dose of cycle {(c.cycle or 2) - 1} is {it.days} days late (>= "
+                 f"{p.interruption_omit_days} days, Table 4): the late dose is **omitted**. This "
+                 f"order falls in the window of Cycle {c.cycle} Day 1, so it is that Day 1 dose: "
+                 "its amount and the Day 1 counts (Table 2) apply.",
+            notes=notes, **common)
     if n == 3 and ctx.dose_date >= next_slot - window:
         return make(
             ctx, DecisionCode.CAUTION, ("T-2",), _cites(ctx),
@@ -239,7 +258,8 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
     body = body_size_at(f, ctx.dose_date, p.bsa_formula, p.weight_max_age_days,
                         p.height_max_age_days)
     dose = None
-    if body.usable and body.bsa_m2:
+    # C-3 level not known (past doses unreadable): the level+1 amount may be above the real one.
+    if body.usable and body.bsa_m2 and not c.reduction_level_unknown:
         dose = DoseRecommendation(mg_per_m2=mg_m2, mg=_round(mg_m2 * body.bsa_m2, p.dose_rounding_mg),
                                   bsa_m2=round(body.bsa_m2, 3), cycle=cyc, day=1,
                                   reduction_level=new)
@@ -247,7 +267,7 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
     # amount but drops a dose from the cycle: always said.)
     ordered = f.draft.dose_mg_per_m2 if f.draft else None
     if ordered is None and f.draft and f.draft.dose_mg is not None and body.bsa_m2:
-        ordered = f.draft.dose_mg / body.bsa_m2
+        ordered = regimen.mg_per_m2_of_mg(f.draft.dose_mg, body.bsa_m2, p.dose_rounding_mg)
     if new == 1 and ordered is not None and abs(ordered / mg_m2 - 1) <= p.dose_tolerance:
         return []
     mg_text = f" ({dose.mg:g} mg)" if dose else ""
@@ -265,7 +285,10 @@ def _reduce(ctx: RuleContext, it: Interruption, long_: list[Interruption], new: 
              f"achieved**. {level_line} Cycle {cyc} total: {total:g} mg/m2. Do not re-escalate.",
         evidence=tuple(_ev(i) for i in long_),
         notes=[*notes,
-               *([] if dose else ["Height/weight missing or stale: mg dose not computed."]),
+               *([] if dose or c.reduction_level_unknown else
+                 ["Height/weight missing or stale: mg dose not computed."]),
+               *(["The reduction level in force is not known (C-3): no dose is suggested."]
+                 if c.reduction_level_unknown else []),
                "If the reduced regimen is not tolerated at 2 doses per cycle, permanently "
                "discontinue."],
         dose=dose, inferred=inferred, override_reasons=_overrides(long_))]

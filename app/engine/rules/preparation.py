@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
-from app.engine.decisions import Decision, DecisionCode, Label
+from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.policy import Policy
-from app.engine.rules.regimen import make_decision, cite, recommendation
+from app.engine.rules.regimen import cite, dose_evidence, make_decision, recommendation
 from app.engine.text import mg, num
 
 RULES: list[RuleSpec] = [
@@ -92,4 +92,9 @@ def check_preparation(ctx: RuleContext) -> list[Decision]:
         f"The label dilutes the dose to a total nominal volume of {num(p.infusion_volume_ml)} mL "
         f"and states a final concentration of {num(p.final_conc_min_mg_per_ml)}-"
         f"{num(p.final_conc_max_mg_per_ml)} mg/mL. It gives no other volume: the pharmacist "
-        "decides how to prepare this dose.\n\n" + prep.markdown)]
+        "decides how to prepare this dose.\n\n" + prep.markdown,
+        evidence=(Evidence(concept="final-concentration", value=round(prep.final_mg_per_ml, 4),
+                           unit="mg/mL", note=f"{mg(rec.mg)} in {num(p.infusion_volume_ml)} mL; "
+                           f"range {num(p.final_conc_min_mg_per_ml)}-"
+                           f"{num(p.final_conc_max_mg_per_ml)} mg/mL"),)
+        + dose_evidence(ctx))]

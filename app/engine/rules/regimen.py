@@ -13,7 +13,7 @@ from datetime import timedelta
 from app.engine.bsa import BodySize, body_size_at
 from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
-from app.engine.course import dose_mg_per_m2_given, ever_cr_or_cri
+from app.engine.course import ever_cr_or_cri, given_mg_per_m2
 from app.engine.decisions import Decision, DecisionCode, DoseRecommendation, Evidence, Label
 from app.engine.facts import Analyte, Measurement
 from app.engine.regimen import (
@@ -21,9 +21,20 @@ from app.engine.regimen import (
     doses_per_cycle,
     expected_mg_per_m2,
     label_schedule,
+    mg_per_m2_of_mg,
 )
 from app.engine.rules.interruption import required_reduction_level
-from app.engine.text import day_str, detail, evidence_table, mg, mg_m2, num, pct, summary
+from app.engine.text import (
+    day_str,
+    detail,
+    evidence_table,
+    measured,
+    mg,
+    mg_m2,
+    num,
+    pct,
+    summary,
+)
 
 RULES: list[RuleSpec] = [
     RuleSpec("D-1", "Cycle 1: Day 1 0.8, Day 8 0.5, Day 15 0.5 mg/m2; 21-day cycle",
@@ -31,8 +42,9 @@ RULES: list[RuleSpec] = [
     RuleSpec("D-2", "Cycle >= 2: 0.5/0.5/0.5 mg/m2 with CR/CRi, 0.8/0.5/0.5 without; unknown "
              "response for a Day 1 dose -> obtain-data", ("correct-dose", "obtain-data"),
              ("SmPC 4.2 Table 1", "USPI 2.1 Table 1")),
-    RuleSpec("D-3", "Reduction level 1: each dose x0.75; level 2: 2 doses per cycle (3rd omitted)",
-             ("correct-dose", "omit-dose"), ("SmPC 4.2 Table 4", "USPI 2.3 Table 4")),
+    RuleSpec("D-3", "Reduction level 1: each dose x0.75; level 2: 2 doses per cycle (3rd omitted); "
+             "level not knowable from the doses given (C-3) -> obtain-data, no dose suggested",
+             ("correct-dose", "omit-dose", "obtain-data"), ("SmPC 4.2 Table 4", "USPI 2.3 Table 4")),
     RuleSpec("D-4", "Ordered dose differs from expected by > tolerance (5 %); above 0.8 mg/m2 "
              "single or 1.8 mg/m2 per cycle -> critical", ("correct-dose", "omit-dose"),
              ("SmPC 4.2 Table 1", "SmPC 4.9", "USPI 2.1")),
@@ -76,6 +88,7 @@ class DosePlan:
     given_in_cycle_mg_per_m2: float  # completed doses of this cycle before the draft
     given_unknown: int  # completed doses of this cycle with unknown amount
     accepted_levels: tuple[int, ...] = ()  # levels whose amount D-4 accepts (see dose_plan)
+    level_unknown: tuple[str, ...] = ()  # C-3: the level may be higher (no dose is suggested)
 
     @property
     def bsa(self) -> float | None:
@@ -110,7 +123,7 @@ def dose_plan(ctx: RuleContext) -> DosePlan | None:
         expected = expected_mg_per_m2(course.cycle, course.dose_number, bool(cr), level)
     ordered_m2 = draft.dose_mg_per_m2
     if ordered_m2 is None and draft.dose_mg is not None and body.bsa_m2 and body.usable:
-        ordered_m2 = draft.dose_mg / body.bsa_m2
+        ordered_m2 = mg_per_m2_of_mg(draft.dose_mg, body.bsa_m2, policy.dose_rounding_mg)
     given = 0.0
     unknown = 0
     start = course.cycle_start.date() if course.cycle_start else None
@@ -120,13 +133,14 @@ def dose_plan(ctx: RuleContext) -> DosePlan | None:
         for d in c.doses:
             if start is not None and d.given_at.date() < start:
                 continue  # before this cycle's Day 1 (a stated cycle/day that restarts it)
-            v = dose_mg_per_m2_given(d, facts, policy)
+            v = given_mg_per_m2(course, d, facts, policy)
             if v is None:
                 unknown += 1
             else:
                 given += v
     return DosePlan(course.cycle, course.day, course.dose_number, level, cr, needed, expected,
-                    body, ordered_m2, draft.dose_mg, given, unknown, accepted)
+                    body, ordered_m2, draft.dose_mg, given, unknown, accepted,
+                    course.reduction_level_unknown)
 
 
 def recommendation(ctx: RuleContext, plan: DosePlan | None = None) -> DoseRecommendation | None:
@@ -134,6 +148,8 @@ def recommendation(ctx: RuleContext, plan: DosePlan | None = None) -> DoseRecomm
     no dose exceeds 0.8 mg/m2 (SmPC 4.9). None when it cannot be computed or is not given."""
     plan = plan or dose_plan(ctx)
     if plan is None or plan.expected_mg_per_m2 is None or plan.bsa is None:
+        return None
+    if plan.level_unknown:  # the level in force may be higher: no dose above it (SmPC 4.2)
         return None
     policy = ctx.policy
     m2 = min(plan.expected_mg_per_m2, policy.max_single_mg_per_m2)
@@ -163,8 +179,7 @@ def body_evidence(body: BodySize) -> tuple[Evidence, ...]:
     out = []
     for m in (body.height, body.weight):
         if m is not None:
-            out.append(Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                                value=m.value, unit=m.unit, date=m.effective))
+            out.append(measured(m))
     return tuple(out)
 
 
@@ -182,6 +197,19 @@ def dose_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
                             value=mg(prev.dose_mg) if prev.dose_mg is not None else None,
                             date=prev.given_at))
     return tuple(out)
+
+
+def course_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
+    """The course behind a cycle-count decision (D-7, D-8): cycles given, the last cycle's Day 1
+    and its doses."""
+    cycles = ctx.course.cycles
+    if not cycles:
+        return (Evidence(concept="cycle-history", value=0, note="no completed administration"),)
+    last = cycles[-1]
+    return (Evidence(concept="cycle-history", reference=last.doses[-1].reference,
+                     value=len(cycles), unit="cycles", date=last.start,
+                     note=f"Cycle {last.number} Day 1 {day_str(last.start)}, {len(last.doses)} "
+                          f"dose(s); first dose {day_str(cycles[0].start)}"),)
 
 
 def make_decision(ctx: RuleContext, code: DecisionCode, rules: tuple[str, ...],
@@ -207,8 +235,33 @@ def check_regimen(ctx: RuleContext) -> list[Decision]:
     out += _cycle_limits(ctx, plan.cycle, plan.dose_number)
     out += _spacing(ctx, plan)
     out += _bsa(ctx, plan)
+    out += _level_unknown(ctx, plan)
     out += _dose(ctx, plan)
     return out
+
+
+def _level_unknown(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
+    """C-3: the reduction level cannot be known from the doses given: say so, suggest no dose
+    (a reduction is never undone, SmPC 4.2 / USPI 2.3)."""
+    if not plan.level_unknown:
+        return []
+    src = (cite(ctx, "SmPC 4.2 Table 4", "USPI 2.3 Table 4"),)
+    ev = tuple(Evidence(concept="dose-history", reference=d.reference,
+                        value=mg(d.dose_mg) if d.dose_mg is not None else "no amount",
+                        date=d.given_at, note=f"Cycle {c.number}")
+               for c in ctx.course.cycles for d in c.doses
+               if any(d.reference in r for r in plan.level_unknown))
+    return [make_decision(
+        ctx, DecisionCode.OBTAIN_DATA, ("C-3", "D-3"), src,
+        f"Reduction level unknown: the doses of {plan.level_unknown[0].split(':')[0]} do not "
+        f"show it; at least level {ctx.course.reduction_level}, no dose suggested",
+        "The dose depends on the reduction level in force (Table 4: -25 %, then 2 doses per "
+        "cycle; never re-escalated). "
+        + " ".join(f"{r}." for r in plan.level_unknown)
+        + " Record the administered dose (mg or mg/m2) or the weight at the time, or confirm the "
+        "level in force, before this dose is given.",
+        evidence=ev, needed_data=("dose-history",),
+        override_reasons=("data-verified-elsewhere",))]
 
 
 # --- D-7, D-8 -------------------------------------------------------------------------------
@@ -243,7 +296,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 f"recommended",
                 f"Responses recorded since the first dose show no CR/CRi by Cycle {deadline + 1} "
                 f"Day 1. The label: patients who do not achieve a CR/CRi within {deadline} cycles "
-                "should discontinue treatment.", evidence=ev, critical=True,
+                "should discontinue treatment.", evidence=ev + course_evidence(ctx), critical=True,
                 override_reasons=("clinical-judgement-documented",)))
         elif achieved is None:
             out.append(make_decision(
@@ -252,7 +305,10 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 "none recorded",
                 f"No response assessment (CR/CRi, marrow blasts) is recorded since the first dose. "
                 f"Treatment beyond Cycle {deadline} is only for patients who achieved CR/CRi "
-                f"within {deadline} cycles.", needed_data=("disease-response",)))
+                f"within {deadline} cycles.", needed_data=("disease-response",),
+                evidence=course_evidence(ctx) + (Evidence(
+                    concept="disease-response", note="no response assessment recorded since the "
+                    "first dose"),)))
     # D-7: HSCT planned: 2 cycles, a 3rd only without CR/CRi + MRD negativity
     if course.hsct_planned:
         src = (src_42, cite(ctx, "SmPC 4.4", "USPI 5.1"))
@@ -267,7 +323,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                     f"{policy.hsct_recommended_cycles} cycles; a third may be considered only for "
                     "patients without CR/CRi and MRD negativity after 2 cycles. The risk of "
                     "post-HSCT VOD/SOS rises with the number of cycles. The decision is the "
-                    "clinician's.", evidence=r.evidence,
+                    "clinician's.", evidence=r.evidence + course_evidence(ctx),
                     override_reasons=("clinical-judgement-documented",)))
             elif r.cr_or_cri and r.mrd_negative is None:
                 out.append(make_decision(
@@ -276,7 +332,8 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                     "MRD not documented",
                     "The patient is in CR/CRi. A third cycle before HSCT may be considered only "
                     "without MRD negativity; no MRD result (< 1x10^-4) is recorded.",
-                    evidence=r.evidence, override_reasons=("clinical-judgement-documented",)))
+                    evidence=r.evidence + course_evidence(ctx),
+                    override_reasons=("clinical-judgement-documented",)))
         elif cycle > policy.hsct_max_cycles:
             out.append(make_decision(
                 ctx, DecisionCode.CAUTION, ("D-7",), src,
@@ -285,7 +342,8 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
                 f"For patients proceeding to HSCT the recommended duration is "
                 f"{policy.hsct_recommended_cycles} cycles (a 3rd only without CR/CRi and MRD "
                 "negativity). More cycles increase the risk of post-HSCT VOD/SOS.",
-                critical=True, override_reasons=("clinical-judgement-documented",)))
+                critical=True, evidence=course_evidence(ctx),
+                override_reasons=("clinical-judgement-documented",)))
     elif cycle > policy.max_cycles_without_hsct:
         out.append(make_decision(
             ctx, DecisionCode.DISCONTINUE, ("D-7",), (src_42,),
@@ -294,6 +352,7 @@ def _cycle_limits(ctx: RuleContext, cycle: int, dose_number: int,
             f"For patients not proceeding to HSCT a maximum of {policy.max_cycles_without_hsct} "
             f"cycles may be administered ({verb} would be Cycle {cycle}). If HSCT is planned, "
             "record it (ServiceRequest or CarePlan) and re-check.", critical=True,
+            evidence=course_evidence(ctx),
             override_reasons=("clinical-judgement-documented",)))
     return out
 
@@ -374,7 +433,10 @@ def _bsa(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
             "The dose is based on body surface area "
             f"({body.formula.capitalize()} formula, from height and weight). Record a current "
             f"{' and '.join(need)} to check the ordered dose.",
-            evidence=body_evidence(body), needed_data=need)]
+            evidence=body_evidence(body) + tuple(
+                Evidence(concept=n, note=r) for n, r in zip(need, reasons)
+                if (body.height if n == "height" else body.weight) is None),
+            needed_data=need)]
     out: list[Decision] = []
     # Weight change since the cycle's Day 1 (institutional policy, not from the label).
     course = ctx.course
@@ -393,8 +455,7 @@ def _bsa(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
                     f"{num(ref.value)} kg. Confirm the weight. This caution is institutional "
                     f"policy (threshold {pct(policy.weight_change_caution, 0)}), not a label "
                     "rule.", evidence=body_evidence(body) + (
-                        Evidence(concept="weight", reference=ref.reference, value=ref.value,
-                                 unit=ref.unit, date=ref.effective, note="Day 1 weight"),)))
+                        measured(ref, note="Day 1 weight"),)))
     return out
 
 
@@ -421,8 +482,8 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
             evidence=ev, override_reasons=("clinical-judgement-documented",))]
     rec = recommendation(ctx, plan)
     if plan.expected_mg_per_m2 is None:
-        # Response unknown: only the maxima can be checked.
-        if plan.ordered_mg_per_m2 is not None and plan.ordered_mg_per_m2 > max1 + 1e-9:
+        # Response unknown: only the maxima can be checked (with D-4's rounding).
+        if plan.ordered_mg_per_m2 is not None and _over_single(ctx, plan, plan.ordered_mg_per_m2):
             out.append(make_decision(
                 ctx, DecisionCode.CORRECT_DOSE, ("D-4",), (src_max,),
                 f"Dose above maximum: {mg_m2(plan.ordered_mg_per_m2)} ordered; single doses "
@@ -466,7 +527,7 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
         mg_rel = None if rel <= policy.dose_tolerance + 1e-9 else mg_rel
     wrong = rel > policy.dose_tolerance + 1e-9 or (mg_rel is not None
                                                    and mg_rel > policy.dose_tolerance + 1e-9)
-    if rec is None and bsa is not None:
+    if rec is None and bsa is not None and not plan.level_unknown:
         # The expected dose itself would take the cycle above 1.8 mg/m2 (doses already given).
         return [make_decision(
             ctx, DecisionCode.OMIT_DOSE, ("D-4",), (src_max,),
@@ -513,13 +574,10 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
 
 
 def _over_single(ctx: RuleContext, plan: DosePlan, ordered_m2: float) -> bool:
-    """Above 0.8 mg/m2: mg/m2 orders compared directly; mg orders against 0.8 x BSA rounded."""
-    max1 = ctx.policy.max_single_mg_per_m2
-    draft = ctx.facts.draft
-    if draft is not None and draft.dose_mg_per_m2 is None and draft.dose_mg is not None and plan.bsa:
-        max_mg = round_mg(max1 * plan.bsa, ctx.policy.dose_rounding_mg)
-        return draft.dose_mg > max_mg + 1e-9
-    return ordered_m2 > max1 + 1e-9
+    """Above 0.8 mg/m2 (SmPC 4.9). An mg order's mg/m2 is read to the precision the mg amount
+    has (`mg_per_m2_of_mg`, the same rounding as D-4), so a 0.8 mg/m2 dose computed on a rounded
+    BSA is not an overdose."""
+    return ordered_m2 > ctx.policy.max_single_mg_per_m2 + 1e-9
 
 
 def _regimen_rule(plan: DosePlan) -> str:
@@ -547,5 +605,4 @@ def expected_text(plan: DosePlan) -> str:
 
 
 def measurement_evidence(m: Measurement) -> Evidence:
-    return Evidence(concept=m.analyte.value, reference=m.reference, code=m.code or None,
-                    value=m.value, unit=m.unit, date=m.effective)
+    return measured(m)
