@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,9 +125,13 @@ def _card_link(base: str, demo: str) -> str:
 
 
 def _ehr_launch(driver: Any, base: str, link: str) -> None:
-    """Open the link as an EHR does: iss = the FHIR base, launch = an opaque token."""
+    """Open the link as the CDS Hooks sandbox does: a launch id from the FHIR server's
+    `_services/smart/Launch`, then the link with `launch` and `iss` (= the FHIR base) appended."""
+    r = httpx.post(f"{base}/fhir/_services/smart/Launch", timeout=10,
+                   json={"launchUrl": link, "parameters": {"patient": "ignored-by-the-open-demo-server"}})
+    assert r.status_code == 200, r.text
     sep = "&" if "?" in link else "?"
-    driver.get(link + sep + urlencode({"iss": f"{base}/fhir", "launch": uuid.uuid4().hex}))
+    driver.get(link + sep + urlencode({"launch": r.json()["launch_id"], "iss": f"{base}/fhir"}))
 
 
 def _wait_ready(driver: Any, timeout: float = 45) -> str:

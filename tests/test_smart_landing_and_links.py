@@ -101,3 +101,24 @@ def test_landing_page_without_the_demo_server(tmp_path: Path) -> None:
     with TestClient(app) as c:
         html = c.get("/").text
     assert "sandbox.cds-hooks.org" not in html and "BESPONSA_EMBEDDED_FHIR=false" in html
+
+
+def test_the_demo_server_gives_the_sandbox_a_launch_id(client: TestClient) -> None:
+    """The sandbox asks {fhirServer}/_services/smart/Launch before opening a smart link."""
+    body = {"launchUrl": f"{BASE}/smart/launch.html?patientId=demo-vod",
+            "parameters": {"patient": "demo-vod", "smart_messaging_origin": "https://sandbox.cds-hooks.org"}}
+    a = client.post("/fhir/_services/smart/Launch", json=body, headers={"Origin": "https://sandbox.cds-hooks.org"})
+    b = client.post("/fhir/_services/smart/Launch", json=body)
+    assert a.status_code == b.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", a.json()["launch_id"]) and a.json() != b.json()
+    assert a.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
+    for bad in ({}, {"launchUrl": ""}, {"launchUrl": 3}, []):
+        assert client.post("/fhir/_services/smart/Launch", json=bad).status_code == 400
+
+
+def test_no_launch_ids_without_the_demo_server(tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}", embedded_fhir=False,
+                              log_level="WARNING"))
+    with TestClient(app) as c:
+        r = c.post("/fhir/_services/smart/Launch", json={"launchUrl": "x"})
+    assert r.status_code == 404

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,6 +127,26 @@ async def timeline(body: TimelineRequest, request: Request) -> JSONResponse:
     decisions = patient_view_decisions(facts, now, policy, label, settings)
     log.info("timeline", extra={"patient": body.patientId, "decisions": len(decisions)})
     return JSONResponse(build_timeline(facts, decisions, now, policy, label.value))
+
+
+class LaunchContextRequest(BaseModel):
+    """What the CDS Hooks sandbox posts before opening a smart link (its
+    src/retrieve-data-helpers/launch-context-retrieval.js): the app's URL and the context."""
+
+    launchUrl: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/fhir/_services/smart/Launch", include_in_schema=False)
+async def demo_launch_context(body: LaunchContextRequest, request: Request) -> JSONResponse:
+    """A launch id for the embedded demo FHIR server, as the sandbox's SMART servers give one.
+
+    The demo server has no authorization server, so the id is opaque and never looked up: the
+    card's link names the (synthetic) demo patient and fhirclient opens the server as an open one.
+    Without it the sandbox will not open a smart link at all."""
+    if not request.app.state.settings.embedded_fhir:
+        return error_response(404, {"error": "not_found", "message": "No embedded FHIR server."})
+    return JSONResponse({"launch_id": uuid.uuid4().hex})
 
 
 @router.get("/smart", include_in_schema=False)
