@@ -130,7 +130,9 @@
       text("li", d.display + " (" + d.rules.join(", ") + "): " + d.summary))
       : [text("li", "None.")]));
     $("notes").replaceChildren(...(tl.course.notes.length
-      ? tl.course.notes.map((n) => text("li", n)) : [text("li", "No doses to place.")]));
+      ? tl.course.notes.map((n) => text("li", n))
+      : [text("li", tl.doses.length ? "Doses placed in cycles by date (C-2); nothing else to note."
+                                    : "No inotuzumab ozogamicin administration recorded.")]));
     const problems = tl.problems.map((p) => p.reason + (p.reference ? " (" + p.reference + ")" : ""));
     $("problems").replaceChildren(...problems.map((p) => text("li", p)));
     $("problems-block").hidden = problems.length === 0;
