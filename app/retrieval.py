@@ -17,13 +17,13 @@ parsing are the facts builder's job. Logs carry keys, resource types, counts and
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import orjson
 
 from app import fhir_client
 from app.engine.facts import DataProblem
@@ -346,7 +346,7 @@ async def _get_json(url: str, token: str | None, deadline: float) -> Any:
     if response.status_code != 200:
         hint = _STATUS_HINTS.get(response.status_code, "")
         raise _FetchError(f"FHIR server answered {response.status_code}{hint}")
-    try:
-        return json.loads(response.content)
+    try:  # strict, as for request bodies: NaN, invalid UTF-8 and lone surrogates are malformed (#9)
+        return orjson.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _FetchError("FHIR server answered malformed JSON") from exc

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
@@ -43,6 +44,7 @@ class HookCallError(Exception):
 @dataclass
 class HookResult:
     cards: list[dict[str, Any]]
+    body: bytes  # the response, serialized before the cards were stored
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -79,7 +81,7 @@ async def run_hook(
         summary = facts_builder.summarize_draft_orders(considered)
         watch.lap("relevance")
         if not summary.relevant:
-            return HookResult(cards=[], timings_ms=watch.timings)
+            return HookResult(cards=[], body=response_body([]), timings_ms=watch.timings)
 
     # (b) Prefetch templates; a template whose token cannot be filled is reported, not sent.
     templates = service.prefetch or {}
@@ -115,7 +117,67 @@ async def run_hook(
         ) from exc
     watch.lap("retrieval")
 
-    # (d) FHIR -> facts; (e) the engine.
+    # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
+    decided = await run_in_threadpool(
+        _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
+        settings=settings, policy=policy, now=now, watch=watch,
+        smart_launch_url=smart.launch_url(settings.public_base_url, fhir_server=request.fhirServer,
+                                          patient_id=context.patientId,
+                                          embedded_fhir=settings.embedded_fhir),
+    )
+
+    # (h) Storage for feedback and governance, only once the response body exists (a card that
+    # cannot be sent is never counted as shown). A failure is logged, the cards still go out.
+    try:
+        await run_in_threadpool(  # database I/O off the event loop
+            store.record_cards,
+            service_id=service.id,
+            hook_instance=str(request.hookInstance),
+            patient_id=context.patientId,
+            cards=decided.cards,
+            decisions=decided.decisions,
+            now=now,
+        )
+    except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
+        log.error(
+            "card storage failed",
+            extra={
+                "hookInstance": str(request.hookInstance),
+                "service": service.id,
+                "error_type": type(exc).__name__,
+            },
+        )
+    watch.lap("store")
+    return HookResult(cards=decided.card_json, body=decided.body, timings_ms=watch.timings)
+
+
+@dataclass
+class _Decided:
+    decisions: list[Any]
+    cards: list[Any]
+    card_json: list[dict[str, Any]]
+    body: bytes
+
+
+def response_body(card_json: list[dict[str, Any]]) -> bytes:
+    """The CDS Hooks response as sent; raises (before anything is stored) if it cannot be encoded."""
+    return orjson.dumps({"cards": card_json})
+
+
+def _decide(
+    context: PatientViewContext,
+    retrieved: retrieval.Retrieved,
+    draft_orders: dict[str, Any] | None,
+    selections: list[str] | None,
+    extra_problems: list[DataProblem],
+    unreachable: set[str],
+    *,
+    settings: Settings,
+    policy: Policy,
+    now: datetime,
+    watch: _Stopwatch,
+    smart_launch_url: str | None = None,
+) -> _Decided:
     label = Label(settings.label)
     facts = facts_builder.build_facts(
         context.patientId,
@@ -130,7 +192,6 @@ async def run_hook(
     decisions = engine.evaluate(facts, now, policy, label)
     watch.lap("engine")
 
-    # (f) Decisions -> cards.
     draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None
     card_context = cards_module.CardContext(
         patient_id=context.patientId,
@@ -139,34 +200,10 @@ async def run_hook(
         encounter_id=context.encounterId,
         draft_order=draft,
         premedication_file=settings.premedication_file,
-        smart_launch_url=smart.launch_url(settings.public_base_url, fhir_server=request.fhirServer,
-                                          patient_id=context.patientId,
-                                          embedded_fhir=settings.embedded_fhir),
+        smart_launch_url=smart_launch_url,
     )
     cards = cards_module.build_cards(decisions, card_context)
+    card_json = [card.to_json() for card in cards]
+    body = response_body(card_json)
     watch.lap("cards")
-
-    # (g) Storage for feedback and governance: a failure is logged, the cards still go out.
-    try:
-        await run_in_threadpool(  # database I/O off the event loop
-            store.record_cards,
-            service_id=service.id,
-            hook_instance=str(request.hookInstance),
-            patient_id=context.patientId,
-            cards=cards,
-            decisions=decisions,
-            now=now,
-        )
-    except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
-        log.error(
-            "card storage failed",
-            extra={
-                "hookInstance": str(request.hookInstance),
-                "service": service.id,
-                "error_type": type(exc).__name__,
-            },
-        )
-    watch.lap("store")
-
-    # (h) The response body.
-    return HookResult(cards=[card.to_json() for card in cards], timings_ms=watch.timings)
+    return _Decided(decisions=decisions, cards=cards, card_json=card_json, body=body)

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
         2.5, gt=0, description="Total time budget for FHIR server queries in one hook call."
     )
     fhir_max_pages: int = Field(20, ge=1, description="Most Bundle `next` pages followed per query.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; larger ones get 413 before they are read "
+        "(a year of daily labs in prefetch is about 4.3 MB).",
+    )
+    max_json_depth: int = Field(
+        64, ge=8, le=1000, description="Deepest JSON nesting accepted in a request body; deeper gets 400."
+    )
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
     premedication_file: str | None = Field(
         None,

@@ -40,7 +40,33 @@ class AcceptedSuggestion(_Model):
     id: str = Field(min_length=1)
 
 
+# `_outcome_members` below, as JSON Schema for the OpenAPI document: one branch per outcome.
+_OUTCOME_RULES: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "accepted",
+            "properties": {
+                "outcome": {"const": "accepted"},
+                "acceptedSuggestions": {"type": "array", "minItems": 1},
+                "overrideReason": {"type": "null"},
+            },
+            "required": ["outcome", "acceptedSuggestions"],
+        },
+        {
+            "title": "overridden",
+            "properties": {
+                "outcome": {"const": "overridden"},
+                "acceptedSuggestions": {"anyOf": [{"type": "array", "maxItems": 0}, {"type": "null"}]},
+            },
+            "required": ["outcome"],
+        },
+    ]
+}
+
+
 class FeedbackItem(_Model):
+    model_config = ConfigDict(json_schema_extra=_OUTCOME_RULES)
+
     card: str = Field(min_length=1)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None

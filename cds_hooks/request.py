@@ -19,8 +19,10 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import models_json_schema
 
 # FHIR `id` datatype: also keeps prefetch queries free of injected parameters.
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -45,10 +47,17 @@ def _reference(value: str) -> str:
     return value
 
 
-FhirId = Annotated[str, AfterValidator(_fhir_id)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# The validators' rules, stated in the JSON schema too (OpenAPI document) for generated clients.
+FhirId = Annotated[
+    str, AfterValidator(_fhir_id), WithJsonSchema({"type": "string", "pattern": f"^{_FHIR_ID.pattern}$"})
+]
+HttpUrl = Annotated[
+    str, AfterValidator(_http_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"})
+]
 NonEmpty = Annotated[str, Field(min_length=1)]
-Reference = Annotated[str, AfterValidator(_reference)]
+Reference = Annotated[
+    str, AfterValidator(_reference), WithJsonSchema({"type": "string", "pattern": "^/*[^/]+/+[^/]"})
+]
 
 
 class _Open(BaseModel):
@@ -60,7 +69,7 @@ class _Open(BaseModel):
 class FhirAuthorization(_Open):
     access_token: NonEmpty
     token_type: Literal["Bearer"]
-    expires_in: int = Field(ge=0)
+    expires_in: int = Field(ge=0, le=2**31 - 1)  # seconds; larger cannot be a real lifetime
     scope: NonEmpty
     subject: NonEmpty
     patient: FhirId | None = None
@@ -68,6 +77,10 @@ class FhirAuthorization(_Open):
 
 class CDSRequest(_Open):
     """A hook call. `context` is checked per hook by `validate_context`."""
+
+    # fhirAuthorization only with fhirServer (the validator below), stated for the document too.
+    model_config = ConfigDict(json_schema_extra={"dependentSchemas": {"fhirAuthorization": {
+        "required": ["fhirServer"], "properties": {"fhirServer": {"type": "string"}}}}})
 
     hook: NonEmpty
     hookInstance: UUID
@@ -106,7 +119,20 @@ def _bundle(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-DraftBundle = Annotated[dict[str, Any], AfterValidator(_bundle)]
+DraftBundle = Annotated[
+    dict[str, Any],
+    AfterValidator(_bundle),
+    WithJsonSchema({
+        "type": "object",
+        "description": "A FHIR Bundle of the draft orders (Bundle.type may be absent).",
+        "required": ["resourceType"],
+        "properties": {
+            "resourceType": {"const": "Bundle"},
+            "entry": {"type": "array", "items": {"type": "object"}},
+        },
+        "additionalProperties": True,
+    }),
+]
 
 
 class OrderSignContext(PatientViewContext):
@@ -115,6 +141,51 @@ class OrderSignContext(PatientViewContext):
 
 class OrderSelectContext(OrderSignContext):
     selections: list[Reference] = Field(min_length=1)
+
+
+class PatientViewRequest(CDSRequest):
+    """A `patient-view` call: the context names the patient (and encounter)."""
+
+    hook: Literal["patient-view"]
+    context: PatientViewContext  # type: ignore[assignment]
+
+
+class OrderSignRequest(CDSRequest):
+    """An `order-sign` call: the context carries the `draftOrders` Bundle."""
+
+    hook: Literal["order-sign"]
+    context: OrderSignContext  # type: ignore[assignment]
+
+
+class OrderSelectRequest(CDSRequest):
+    """An `order-select` call: the context carries `draftOrders` and the `selections` among them."""
+
+    hook: Literal["order-select"]
+    context: OrderSelectContext  # type: ignore[assignment]
+
+
+# Documentation of the per-hook rules (validation itself is parse_request + validate_context).
+HOOK_REQUEST_MODELS: dict[str, type[CDSRequest]] = {
+    "patient-view": PatientViewRequest,
+    "order-select": OrderSelectRequest,
+    "order-sign": OrderSignRequest,
+}
+
+
+def request_json_schemas(ref_template: str) -> dict[str, dict[str, Any]]:
+    """JSON schemas of a hook call: `CDSRequest` is one of the per-hook requests, chosen by `hook`."""
+    _, defs = models_json_schema(
+        [(m, "validation") for m in HOOK_REQUEST_MODELS.values()], ref_template=ref_template
+    )
+    schemas: dict[str, dict[str, Any]] = defs["$defs"]
+    refs = {hook: ref_template.format(model=model.__name__) for hook, model in HOOK_REQUEST_MODELS.items()}
+    schemas["CDSRequest"] = {
+        "title": "CDSRequest",
+        "description": "A hook call; `hook` selects the context it must carry (CDS Hooks library v1.0.1).",
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "hook", "mapping": refs},
+    }
+    return schemas
 
 
 CONTEXT_MODELS: dict[str, type[PatientViewContext]] = {

@@ -259,3 +259,15 @@ def test_a_course_that_cannot_be_read_is_reported_not_a_500(monkeypatch: pytest.
     tl = timeline.build_timeline(facts, [], NOW, Policy(), "EU")
     assert tl["doses"] == [] and tl["course"]["cycles"] == []
     assert tl["problems"][-1]["reason"] == "the treatment course could not be reconstructed from the doses given"
+
+
+@pytest.mark.parametrize("raw", [b'{"patientId": "p1", "resources": [{"resourceType": "Patient", "id": "\\ud800"}]}',
+                                 b'{"patientId": "p1", "resources": [], "x": NaN}', b"", b"[" * 5000])
+def test_bodies_that_are_not_strict_json_are_400(client: TestClient, raw: bytes) -> None:
+    r = client.post("/smart/timeline", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+def test_a_non_json_content_type_is_400(client: TestClient) -> None:
+    r = client.post("/smart/timeline", content=b"patientId=p1", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400

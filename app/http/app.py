@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
 
 from app import __version__, facts_builder, fhir_client
 from app.discovery import SERVICES
@@ -19,9 +18,11 @@ from app.engine.policy import load_policy
 from app.http import feedback, landing, report, smart
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
+from app.http.limits import BodyLimit
+from app.http.openapi_services import add_service_operations
 from app.logging_setup import configure_logging
 from app.settings import Settings, get_settings
-from cds_hooks.request import CDSRequest, OrderSelectContext, OrderSignContext, PatientViewContext
+from cds_hooks.request import request_json_schemas
 
 
 DESCRIPTION = """CDS Hooks 2.0 service checking inotuzumab ozogamicin (BESPONSA) orders against the
@@ -61,12 +62,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    _, defs = models_json_schema(
-        [(m, "validation") for m in (CDSRequest, PatientViewContext, OrderSignContext, OrderSelectContext)],
-        ref_template="#/components/schemas/{model}",
-    )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(defs["$defs"])
+    schemas.update(request_json_schemas("#/components/schemas/{model}"))  # CDSRequest: one per hook
+    add_service_operations(doc, SERVICES.values())  # POST /cds-services/<id>, that hook's request
     # Validation errors are answered 400 (errors.py), never FastAPI's 422.
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
@@ -89,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.services = SERVICES
     install_error_handlers(app)
+    # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(

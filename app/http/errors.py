@@ -20,7 +20,13 @@ INTERNAL_ERROR = {
     "error": "internal_error",
     "message": "The service failed while handling this request; no decision was made.",
 }
-_HTTP_ERRORS = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 412: "required_data_unavailable"}
+_HTTP_ERRORS = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    412: "required_data_unavailable",
+    413: "content_too_large",
+}
 
 
 class ErrorDetail(BaseModel):

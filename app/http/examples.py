@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.http.errors import INTERNAL_ERROR
+from app.http.limits import too_large_body
+from app.settings import Settings
 
 _RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -199,5 +201,6 @@ ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
         "keys": ["labs"],
         "details": [{"field": "prefetch.labs", "message": "absent, and no fhirServer"}],
     },
+    413: too_large_body(Settings.model_fields["max_body_bytes"].default),
     500: INTERNAL_ERROR,
 }

@@ -8,21 +8,27 @@ is stored once (idempotent). User comments are stored, never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from app.discovery import SERVICES
+from app.http.examples import ERROR_EXAMPLES
+from app.http.json_body import read_json
 from app.storage import FeedbackRejected
 from cds_hooks.feedback import FeedbackRequest, error_details
+from cds_hooks.request import RequestProblem
 
 log = logging.getLogger("besponsa_cds.feedback")
+
+# The service ids in the document (any other id is answered 404, as documented).
+ServiceId = Annotated[str, Path(description="A service id from discovery.", json_schema_extra={"enum": list(SERVICES)})]
 router = APIRouter(tags=["CDS Hooks"])
 
 
@@ -70,6 +76,13 @@ _ERROR_SCHEMA = {
 }
 
 
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["received", "stored", "duplicates"],
+    "properties": {name: {"type": "integer", "minimum": 0} for name in ("received", "stored", "duplicates")},
+}
+
+
 def _error(status: int, error: str, message: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "message": message}
     if details:
@@ -101,23 +114,24 @@ def _service_known(services: Any, service_id: str) -> bool:
     },
     responses={
         200: {"description": "Stored (re-sent feedback is counted as a duplicate, stored once)",
-              "content": {"application/json": {"example": {"received": 2, "stored": 2, "duplicates": 0}}}},
+              "content": {"application/json": {"schema": _RESULT_SCHEMA,
+                                               "example": {"received": 2, "stored": 2, "duplicates": 0}}}},
         400: {"description": "Invalid feedback; nothing stored",
               "content": {"application/json": {"schema": _ERROR_SCHEMA, "example": {
                   "error": "invalid_request", "message": "The feedback was not stored.",
                   "details": [{"field": "feedback[0].card", "message": "unknown card uuid for service 'x'"}]}}}},
         404: {"description": "Unknown service", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+        413: {"description": "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)",
+              "content": {"application/json": {"schema": _ERROR_SCHEMA, "example": ERROR_EXAMPLES[413]}}},
     },
 )
-async def post_feedback(service_id: str, request: Request) -> JSONResponse:
+async def post_feedback(service_id: ServiceId, request: Request) -> JSONResponse:
     if not _service_known(getattr(request.app.state, "services", None), service_id):
         return _error(404, "not_found", f"Unknown CDS service '{service_id}'.")
-    raw = await request.body()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_request", "The body is not valid JSON.",
-                      [{"field": "body", "message": "malformed JSON"}])
+        body = await read_json(request)
+    except RequestProblem as exc:
+        return _error(400, "invalid_request", exc.message, exc.details)
     try:
         parsed = FeedbackRequest.model_validate(body)
     except ValidationError as exc:

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
 
 from app import __version__
 from app.http.errors import INTERNAL_ERROR, ErrorBody, error_response, invalid_request
 from app.http.examples import ERROR_EXAMPLES, REQUEST_EXAMPLES, RESPONSE_EXAMPLES
+from app.http.json_body import decode_json, off_the_loop, read_body
 from app.service import HookCallError, run_hook
+from app.settings import Settings
 from cds_hooks.cards import CDSResponse
-from cds_hooks.discovery import DiscoveryResponse
-from cds_hooks.request import RequestProblem, parse_request, validate_context
+from cds_hooks.discovery import DiscoveryResponse, ServiceDefinition
+from cds_hooks.request import CDSRequest, PatientViewContext, RequestProblem, parse_request, validate_context
 
 log = logging.getLogger("besponsa_cds.hooks")
-router = APIRouter()
 
-_JSON_TYPES = ("application/json", "application/fhir+json")
+# Any id may be called (an unknown one is 404); `POST /cds-services/<id>` documents each service.
+ServiceId = Annotated[str, Path(description="A service id from discovery (GET /cds-services).")]
+router = APIRouter()
 
 
 def _error_doc(status: int, description: str) -> dict[str, Any]:
@@ -49,29 +51,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-async def _read_json(request: Request) -> Any:
-    content_type = request.headers.get("content-type")
-    if content_type is not None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media not in _JSON_TYPES and not media.endswith("+json"):
-            raise invalid_request(
-                "The request body must be JSON.",
-                [{"field": "Content-Type", "message": f"expected application/json, got '{media}'"}],
-            )
-    raw = await request.body()
-    if not raw.strip():
-        raise invalid_request("The request body is empty.", [{"field": "body", "message": "expected a JSON object"}])
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise invalid_request(
-            "The request body is not valid JSON.",
-            [{"field": "body", "message": f"{exc.msg} at line {exc.lineno} column {exc.colno}"}],
-        ) from exc
-    except (UnicodeDecodeError, RecursionError, ValueError) as exc:
-        raise invalid_request(
-            "The request body is not valid JSON.", [{"field": "body", "message": type(exc).__name__}]
-        ) from exc
+def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> tuple[CDSRequest, PatientViewContext]:
+    """Decode and validate one hook call (CPU-bound for large bodies: run off the loop)."""
+    body = decode_json(raw, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    hook_request = parse_request(body)
+    if hook_request.hook != service.hook:
+        raise RequestProblem(
+            f"Service '{service.id}' answers the '{service.hook}' hook.",
+            [{"field": "hook", "message": f"expected '{service.hook}', got '{hook_request.hook}'"}],
+        )
+    return hook_request, validate_context(service.hook, hook_request.context)
 
 
 @router.post(
@@ -93,6 +82,7 @@ async def _read_json(request: Request) -> Any:
         400: _error_doc(400, "Malformed JSON or a request that breaks CDS Hooks 2.0."),
         404: _error_doc(404, "No service with this id."),
         412: _error_doc(412, "Required prefetch data absent and no fhirServer to fetch it from."),
+        413: _error_doc(413, "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)."),
         500: _error_doc(500, "Unexpected failure (never for bad input)."),
     },
     openapi_extra={
@@ -107,7 +97,7 @@ async def _read_json(request: Request) -> Any:
         }
     },
 )
-async def call_service(service_id: str, request: Request) -> JSONResponse:
+async def call_service(service_id: ServiceId, request: Request) -> Response:
     started = time.perf_counter()
     now = datetime.now(UTC)  # the request time: the only clock read of a hook call
     fields: dict[str, Any] = {"service": service_id}
@@ -116,31 +106,26 @@ async def call_service(service_id: str, request: Request) -> JSONResponse:
         service = request.app.state.services.get(service_id)
         if service is None:
             raise HookCallError(404, "not_found", f"No CDS service '{service_id}'. See GET /cds-services.")
-        body = await _read_json(request)
+        settings = request.app.state.settings
         try:
-            hook_request = parse_request(body)
-            fields["hookInstance"] = str(hook_request.hookInstance)
-            if hook_request.hook != service.hook:
-                raise RequestProblem(
-                    f"Service '{service.id}' answers the '{service.hook}' hook.",
-                    [{"field": "hook", "message": f"expected '{service.hook}', got '{hook_request.hook}'"}],
-                )
-            context = validate_context(service.hook, hook_request.context)
+            raw = await read_body(request)
+            hook_request, context = await off_the_loop(len(raw), _parse_call, raw, service, settings)
         except RequestProblem as exc:
             raise invalid_request(exc.message, exc.details) from exc
+        fields["hookInstance"] = str(hook_request.hookInstance)
         fields["patient"] = context.patientId
         result = await run_hook(
             service,
             hook_request,
             context,
-            settings=request.app.state.settings,
+            settings=settings,
             policy=request.app.state.policy,
             store=request.app.state.store,
             now=now,
         )
         status = 200
         fields.update(timings_ms=result.timings_ms, cards=len(result.cards))
-        return JSONResponse({"cards": result.cards})
+        return Response(result.body, media_type="application/json")  # serialized before the cards were stored
     except HookCallError as exc:
         status = exc.status
         fields["error"] = exc.body["error"]

@@ -17,18 +17,21 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from app import engine, facts_builder, retrieval
 from app.engine.decisions import Decision, Label
 from app.engine.facts import ClinicalFacts
 from app.engine.policy import Policy
 from app.http.errors import ErrorBody, error_response
+from app.http.json_body import read_json
 from app.prefetch_queries import PREFETCH_RESOURCE_TYPES, REQUIRED_KEYS
 from app.settings import Settings
 from app.smart import STATIC_DIR
 from app.smart.timeline import build_timeline
 from cds_hooks.prefetch import fill_templates
+from cds_hooks.request import RequestProblem, error_details
 
 log = logging.getLogger("besponsa_cds.smart")
 router = APIRouter()
@@ -85,6 +88,9 @@ async def smart_config(request: Request) -> dict[str, Any]:
             "patientToken": "{{context.patientId}}"}
 
 
+_TIMELINE_SCHEMA = TimelineRequest.model_json_schema()
+
+
 @router.post(
     "/smart/timeline",
     tags=["SMART timeline"],
@@ -93,15 +99,28 @@ async def smart_config(request: Request) -> dict[str, Any]:
         "Builds the course (C-1..C-6), labs against the label's thresholds and the decisions "
         "with the same facts builder and engine as the `besponsa-patient-view` cards."
     ),
+    response_model=None,
     responses={
-        400: {"model": ErrorBody, "description": "Malformed body."},
+        200: {"description": "The timeline document (doses, spans, labs, thresholds, decisions, next dose)",
+              "content": {"application/json": {"schema": {"type": "object"}}}},
+        400: {"model": ErrorBody, "description": "Not JSON, or not a timeline request."},
         412: {"model": ErrorBody, "description": "Data without which no decision can be made was not read."},
+        413: {"model": ErrorBody, "description": "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)."},
     },
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": _TIMELINE_SCHEMA}}}},
 )
-async def timeline(body: TimelineRequest, request: Request) -> JSONResponse:
+async def timeline(request: Request) -> JSONResponse:
     now = datetime.now(UTC)  # the request time: the only clock read
     settings = request.app.state.settings
     policy = request.app.state.policy
+    try:
+        body = TimelineRequest.model_validate(await read_json(request))  # strict JSON, bounded
+    except RequestProblem as exc:
+        return error_response(400, {"error": "invalid_request", "message": exc.message, "details": exc.details})
+    except ValidationError as exc:
+        return error_response(400, {"error": "invalid_request", "message": "The timeline request is invalid.",
+                                    "details": error_details(exc)})
     if body.resources is not None:
         resources = body.resources if isinstance(body.resources, list) else [body.resources]
         problems, unavailable = [], set()
@@ -121,12 +140,20 @@ async def timeline(body: TimelineRequest, request: Request) -> JSONResponse:
         return error_response(400, {"error": "invalid_request",
                                     "message": f"At most {MAX_RESOURCES} resources per request.",
                                     "details": [{"field": "resources", "message": "too many"}]})
-    facts = facts_builder.build_facts(body.patientId, resources, None, now, problems=problems,
+    doc, decided = await run_in_threadpool(  # CPU-bound, off the event loop (as a hook call)
+        _timeline_document, body.patientId, resources, problems, unavailable, now, policy, settings)
+    log.info("timeline", extra={"patient": body.patientId, "decisions": decided})
+    return JSONResponse(doc)
+
+
+def _timeline_document(patient_id: str, resources: list[dict[str, Any]], problems: list[Any],
+                       unavailable: set[str], now: datetime, policy: Policy,
+                       settings: Settings) -> tuple[dict[str, Any], int]:
+    facts = facts_builder.build_facts(patient_id, resources, None, now, problems=problems,
                                       unavailable=frozenset(unavailable))
     label = Label(settings.label)
     decisions = patient_view_decisions(facts, now, policy, label, settings)
-    log.info("timeline", extra={"patient": body.patientId, "decisions": len(decisions)})
-    return JSONResponse(build_timeline(facts, decisions, now, policy, label.value))
+    return build_timeline(facts, decisions, now, policy, label.value), len(decisions)
 
 
 class LaunchContextRequest(BaseModel):
