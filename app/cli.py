@@ -28,6 +28,14 @@ def render_openapi() -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.http.auth import StartupRefused, load_clients
+
+    try:  # the same checks create_app makes, before any worker starts
+        load_clients(get_settings())
+    except StartupRefused as exc:
+        print(f"besponsa-cds: {exc}", file=sys.stderr)
+        return 2
+
     uvicorn.run(
         "app.http.app:create_app",
         factory=True,

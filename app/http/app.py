@@ -16,6 +16,7 @@ from app import __version__, facts_builder, fhir_client
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
 from app.http import feedback, landing, report, smart
+from app.http.auth import configure_security, openapi_security_responses, own_fhir_base
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
 from app.http.limits import BodyLimit
@@ -43,7 +44,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.storage import open_store
 
         app.state.store = open_store(settings.database_url)
-    own_fhir = f"{settings.public_base_url.rstrip('/')}/fhir" if settings.embedded_fhir else None
+    own_fhir = own_fhir_base(settings)
     if own_fhir:  # a hook whose fhirServer is this service's demo server is answered in process
         fhir_client.route_to_asgi(own_fhir, app)
     try:
@@ -71,6 +72,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    openapi_security_responses(doc)
     app.openapi_schema = doc
     return doc
 
@@ -86,14 +88,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = SERVICES
+    configure_security(app, settings)  # trusted clients, profile checks (StartupRefused)
     install_error_handlers(app)
     # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
 
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=origins,
+        allow_origins=settings.cors_origin_list,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
