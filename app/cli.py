@@ -41,6 +41,15 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["BESPONSA_PORT"] = str(args.port)
     get_settings.cache_clear()
     settings = get_settings()
+
+    from app.http.auth import StartupRefused, load_clients
+
+    try:  # the same checks create_app makes, before any worker starts
+        load_clients(get_settings())
+    except StartupRefused as exc:
+        print(f"besponsa-cds: {exc}", file=sys.stderr)
+        return 2
+
     uvicorn.run(
         "app.http.app:create_app",
         factory=True,

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from app import cards as cards_module
 from app import engine, facts_builder, observability, retrieval
 from app.engine.decisions import Label
-from app.engine.facts import DataProblem
+from app.engine.facts import Availability, DataProblem, Domain, DomainStatus
 from app.engine.policy import Policy
-from app.prefetch_queries import REQUIRED_KEYS
+from app.prefetch_queries import REQUIRED_KEYS, domain_availability
 from app.settings import Settings
 from cds_hooks.discovery import ServiceDefinition
 from cds_hooks.orders import find_resource, narrow_to_selections
@@ -128,6 +128,7 @@ async def _run_hook(
             required=(REQUIRED_KEYS & templates.keys()) - unreachable,
             timeout_seconds=settings.fhir_timeout_seconds,
             max_pages=settings.fhir_max_pages,
+            max_response_bytes=settings.fhir_max_response_bytes,
         )
     except retrieval.RequiredDataUnavailable as exc:
         raise HookCallError(
@@ -139,9 +140,16 @@ async def _run_hook(
         ) from exc
     watch.lap("retrieval")
 
+    # What was read of each data domain (issue #8), for the facts.
+    key_status = dict(retrieved.status)
+    for k in unreachable:
+        key_status[k] = DomainStatus(Availability.NOT_PROVIDED,
+                                     f"not sent and its query needs {', '.join(filled.unfilled[k])}")
+
     # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
     decided = await run_in_threadpool(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
+        domain_availability(key_status),
         settings=settings, policy=policy, now=now, watch=watch,
     )
 
@@ -190,6 +198,7 @@ def _decide(
     selections: list[str] | None,
     extra_problems: list[DataProblem],
     unreachable: set[str],
+    availability: dict[Domain, DomainStatus],
     *,
     settings: Settings,
     policy: Policy,
@@ -205,6 +214,7 @@ def _decide(
         selections=selections,
         problems=[*retrieved.problems, *extra_problems],
         unavailable=frozenset(retrieved.unavailable | unreachable),
+        availability=availability,
     )
     watch.lap("facts")
     decisions = engine.evaluate(facts, now, policy, label)

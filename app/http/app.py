@@ -21,12 +21,13 @@ from app import __version__, facts_builder, fhir_client, observability
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
 from app.http import feedback, report
+from app.http.auth import configure_security, openapi_security_responses, own_fhir_base
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
 from app.http.limits import BodyLimit
 from app.http.openapi_services import add_service_operations
 from app.logging_setup import configure_logging
-from app.settings import Settings, get_settings, public_base_url
+from app.settings import Settings, get_settings
 from cds_hooks.request import request_json_schemas
 
 
@@ -60,7 +61,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.purge_interval_hours > 0:
             purge_task = asyncio.create_task(_periodic_purge(app.state.store, settings))
     tracing = observability.tracing_requested() and observability.configure_tracing()
-    own_fhir = f"{public_base_url(settings)}/fhir" if settings.embedded_fhir else None
+    own_fhir = own_fhir_base(settings)
     if own_fhir:  # a hook whose fhirServer is this service's demo server is answered in process
         fhir_client.route_to_asgi(own_fhir, app)
     try:
@@ -109,6 +110,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    openapi_security_responses(doc)
     app.openapi_schema = doc
     return doc
 
@@ -125,14 +127,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = SERVICES
+    configure_security(app, settings)  # trusted clients, profile checks (StartupRefused)
     install_error_handlers(app)
     # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
 
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=origins,
+        allow_origins=settings.cors_origin_list,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,

@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.discovery import SERVICES
+from app.http.auth import authenticate_client
 from app.http.examples import ERROR_EXAMPLES
 from app.http.json_body import read_json
 from app.storage import FeedbackRejected
@@ -106,6 +107,7 @@ def _service_known(services: Any, service_id: str) -> bool:
 @router.post(
     "/cds-services/{service_id}/feedback",
     summary="CDS Hooks 2.0 feedback: accepted suggestions and override reasons for shown cards",
+    dependencies=[Depends(authenticate_client)],
     openapi_extra={
         "requestBody": {
             "required": True,

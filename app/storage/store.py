@@ -32,6 +32,7 @@ from app import observability, overrides
 from app.engine.decisions import Decision
 from app.storage.models import cards as cards_t
 from app.storage.models import feedback as feedback_t
+from app.storage.models import used_token_ids as token_ids_t
 from cds_hooks.cards import Card
 from cds_hooks.feedback import FeedbackItem
 
@@ -61,9 +62,13 @@ def _rule_key(rule: str) -> tuple[str, int, str]:
     return (m.group(1), int(m.group(2)), rule) if m else (rule, 0, rule)
 
 
+_PURGE_EVERY_SECONDS = 60.0  # expired token ids are deleted at most this often per store
+
+
 class CardStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._purged_at = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,6 +271,22 @@ class CardStore:
         log.info("feedback for service %s: %d stored, %d duplicates", service_id, result.stored,
                  result.duplicates)
         return result
+
+    def remember_token_id(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Record a CDS client JWT id (CDS Hooks 2.0 replay protection) until `expires_at`.
+
+        True when (iss, jti) was not seen before or its record has expired; False for a replay.
+        The database arbitrates, so every worker and replica sharing it agrees: of two concurrent
+        calls with one jti exactly one gets True."""
+        with self.engine.begin() as conn:
+            if time.monotonic() - self._purged_at > _PURGE_EVERY_SECONDS:
+                conn.execute(token_ids_t.delete().where(token_ids_t.c.expires_at <= now))
+                self._purged_at = time.monotonic()
+            else:
+                conn.execute(token_ids_t.delete().where(
+                    token_ids_t.c.iss == iss, token_ids_t.c.jti == jti, token_ids_t.c.expires_at <= now))
+            row = {"iss": iss, "jti": jti, "expires_at": expires_at}
+            return self._insert_ignore(conn, token_ids_t, row, ["iss", "jti"]) == 1
 
     @staticmethod
     def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any], keys: list[str]) -> int:
