@@ -45,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.http.auth import StartupRefused, load_clients
 
     try:  # the same checks create_app makes, before any worker starts
-        load_clients(get_settings())
+        load_clients(settings)
     except StartupRefused as exc:
         print(f"besponsa-cds: {exc}", file=sys.stderr)
         return 2

@@ -380,7 +380,7 @@ def _decoder(content_encoding: str) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
         return zlib.decompressobj()
-    raise _FetchError(f"FHIR server answered an unsupported Content-Encoding ({encoding[:40]})")
+    raise _FetchError(f"FHIR server answered an unsupported Content-Encoding ({encoding[:40]})", kind="malformed_body")
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -473,14 +473,14 @@ class _Reader:
                     try:
                         piece = decoder.decompress(pending, _INFLATE_STEP)
                     except zlib.error as exc:
-                        raise _FetchError("FHIR server answered a body that could not be decompressed") from exc
+                        raise _FetchError("FHIR server answered a body that could not be decompressed", kind="malformed_body") from exc
                     pending = decoder.unconsumed_tail
                 size += len(piece)
                 if size > cap:
                     if truncate:
                         chunks.append(piece[: cap - (size - len(piece))])
                         return b"".join(chunks)
-                    raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read")
+                    raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read", kind="too_large")
                 chunks.append(piece)
                 if pending:
                     await asyncio.sleep(0)  # a cancellation point: the time budget holds
@@ -492,5 +492,5 @@ class _Reader:
         if not read and (status in (404, 501) or (status == 400 and _says_unsupported(body))):
             # the server does not offer this resource type or search: a fact, not an outage
             return _FetchError(f"FHIR server answered {status}: this server does not support the query",
-                               Availability.UNSUPPORTED, kind="http", status=status)
+                               Availability.UNSUPPORTED, kind="unsupported", status=status)
         return _FetchError(f"FHIR server answered {status}{hint}", kind="http", status=status)
