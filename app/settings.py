@@ -140,7 +140,6 @@ class Settings(BaseSettings):
         self.public_base_url = self.public_base_url.rstrip("/")
         return self
 
-
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
