@@ -50,7 +50,8 @@ FHIR_REQUESTS = Counter("besponsa_fhir_requests", "FHIR server requests attempte
 FHIR_ERRORS = Counter(
     "besponsa_fhir_errors",
     "FHIR server requests without a usable answer, by kind (timeout, unreachable, transport, "
-    "http_401, http_403, http_404, http_4xx, http_5xx, malformed_json, budget_exhausted, other).",
+    "http_401, http_403, http_404, http_4xx, http_5xx, unsupported, malformed_json, malformed_body, too_large, "
+    "budget_exhausted, other).",
     ["kind"],
 )
 FEEDBACK = Counter(
