@@ -35,7 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
-from app import fhir_client
+from app import fhir_client, observability
 from app.engine.facts import Availability, DataProblem, DomainStatus
 
 log = logging.getLogger("besponsa_cds.retrieval")
@@ -87,11 +87,15 @@ class _KeyResult:
 
 
 class _FetchError(Exception):
-    """Why one FHIR request gave no usable answer (message is the human-readable cause)."""
+    """Why one FHIR request gave no usable answer (message is the human-readable cause; `kind`
+    and `status` for metrics, traces and the log line)."""
 
-    def __init__(self, message: str, availability: Availability = Availability.UNREADABLE) -> None:
+    def __init__(self, message: str, availability: Availability = Availability.UNREADABLE, *,
+                 kind: str = "other", status: int | None = None) -> None:
         super().__init__(message)
         self.availability = availability
+        self.kind = kind
+        self.status = status  # the HTTP status, when the server answered
 
 
 def resource_type_of(query: str) -> str:
@@ -297,7 +301,7 @@ async def _fetch_key(result: _KeyResult, query: str, base: str, reader: _Reader,
     try:
         body = await reader.get_json(url, read=_is_read(query))
     except _FetchError as exc:
-        log.warning("FHIR query failed: %s (%s)", key, resource_type_of(query))
+        log.warning("FHIR query failed: %s (%s)", key, resource_type_of(query), extra={"status": exc.status})
         _fail(result, query, str(exc), exc.availability)
         return
     if not _is_resource(body):
@@ -317,7 +321,7 @@ async def _fetch_key(result: _KeyResult, query: str, base: str, reader: _Reader,
     next_url = _next_link(body)
     if next_url is not None:
         await _follow_pages(key, query, next_url, base, reader, max_pages - 1, result)
-    log.info("FHIR query read: %s: %d resources", key, len(result.resources))
+    log.debug("FHIR query read: %s: %d resources", key, len(result.resources))
 
 
 async def _follow_pages(
@@ -376,7 +380,7 @@ def _decoder(content_encoding: str) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
         return zlib.decompressobj()
-    raise _FetchError(f"FHIR server answered an unsupported Content-Encoding ({encoding[:40]})")
+    raise _FetchError(f"FHIR server answered an unsupported Content-Encoding ({encoding[:40]})", kind="malformed_body")
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -412,9 +416,20 @@ class _Reader:
         self.token, self.deadline, self.max_bytes = token, deadline, max_bytes
 
     async def get_json(self, url: str, *, read: bool = False) -> Any:
+        """One FHIR GET with its trace span and metrics (resource type, status, error kind; never the URL)."""
+        with observability.fhir_query(resource_type_of(url)) as observed:
+            try:
+                body = await self._get_json(url, read=read)
+            except _FetchError as exc:
+                observed.failed(exc.kind, exc.status)
+                raise
+            observed.answered(200)
+            return body
+
+    async def _get_json(self, url: str, *, read: bool = False) -> Any:
         remaining = self.deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
-            raise _FetchError("FHIR server was not queried: time budget exhausted")
+            raise _FetchError("FHIR server was not queried: time budget exhausted", kind="budget_exhausted")
         headers = {"Accept": fhir_client.FHIR_JSON, "Accept-Encoding": ACCEPT_ENCODING}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -431,17 +446,17 @@ class _Reader:
                         raise self._status_error(response.status_code, body, read)
                     body = await self._body(response, self.max_bytes)
         except TimeoutError as exc:
-            raise _FetchError("FHIR server did not answer within the time budget") from exc
+            raise _FetchError("FHIR server did not answer within the time budget", kind="timeout") from exc
         except httpx.TimeoutException as exc:
-            raise _FetchError("FHIR server did not answer in time") from exc
+            raise _FetchError("FHIR server did not answer in time", kind="timeout") from exc
         except httpx.ConnectError as exc:
-            raise _FetchError("FHIR server could not be reached") from exc
+            raise _FetchError("FHIR server could not be reached", kind="unreachable") from exc
         except httpx.HTTPError as exc:
-            raise _FetchError(f"FHIR request failed ({type(exc).__name__})") from exc
+            raise _FetchError(f"FHIR request failed ({type(exc).__name__})", kind="transport") from exc
         try:  # strict, as for request bodies: NaN, invalid UTF-8 and lone surrogates are malformed (#9)
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise _FetchError("FHIR server answered malformed JSON") from exc
+            raise _FetchError("FHIR server answered malformed JSON", kind="malformed_json") from exc
 
     async def _body(self, response: httpx.Response, cap: int, *, truncate: bool = False) -> bytes:
         """The decoded body, at most `cap` bytes. Decompressed here, step by bounded step, so a
@@ -458,14 +473,14 @@ class _Reader:
                     try:
                         piece = decoder.decompress(pending, _INFLATE_STEP)
                     except zlib.error as exc:
-                        raise _FetchError("FHIR server answered a body that could not be decompressed") from exc
+                        raise _FetchError("FHIR server answered a body that could not be decompressed", kind="malformed_body") from exc
                     pending = decoder.unconsumed_tail
                 size += len(piece)
                 if size > cap:
                     if truncate:
                         chunks.append(piece[: cap - (size - len(piece))])
                         return b"".join(chunks)
-                    raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read")
+                    raise _FetchError(f"FHIR server answered more than {cap:,} bytes; not read", kind="too_large")
                 chunks.append(piece)
                 if pending:
                     await asyncio.sleep(0)  # a cancellation point: the time budget holds
@@ -477,5 +492,5 @@ class _Reader:
         if not read and (status in (404, 501) or (status == 400 and _says_unsupported(body))):
             # the server does not offer this resource type or search: a fact, not an outage
             return _FetchError(f"FHIR server answered {status}: this server does not support the query",
-                               Availability.UNSUPPORTED)
-        return _FetchError(f"FHIR server answered {status}{hint}")
+                               Availability.UNSUPPORTED, kind="unsupported", status=status)
+        return _FetchError(f"FHIR server answered {status}{hint}", kind="http", status=status)

@@ -16,7 +16,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
-from app import engine, facts_builder, retrieval, smart
+from app import engine, facts_builder, observability, retrieval, smart
 from app.engine.decisions import Label
 from app.engine.facts import Availability, DataProblem, Domain, DomainStatus
 from app.engine.policy import Policy
@@ -60,6 +60,28 @@ class _Stopwatch:
 
 
 async def run_hook(
+    service: ServiceDefinition,
+    request: CDSRequest,
+    context: PatientViewContext,
+    *,
+    settings: Settings,
+    policy: Policy,
+    store: Any,
+    now: datetime,
+) -> HookResult:
+    """One hook call, with its metrics, trace span and log context (app/observability.py)."""
+    with observability.hook_call(service.id, service.hook, str(request.hookInstance)) as call:
+        try:
+            result = await _run_hook(service, request, context, settings=settings, policy=policy,
+                                     store=store, now=now)
+        except HookCallError as exc:
+            call.failed(exc.status, exc.body["error"])
+            raise
+        call.answered(result.cards, result.timings_ms)
+        return result
+
+
+async def _run_hook(
     service: ServiceDefinition,
     request: CDSRequest,
     context: PatientViewContext,
@@ -136,16 +158,16 @@ async def run_hook(
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that
     # cannot be sent is never counted as shown). A failure is logged, the cards still go out.
+    # With the background writer (app/storage/writer.py) the cards are queued, never waited for.
+    record = {"service_id": service.id, "hook_instance": str(request.hookInstance),
+              "patient_id": context.patientId, "cards": decided.cards, "decisions": decided.decisions,
+              "now": now}
     try:
-        await run_in_threadpool(  # database I/O off the event loop
-            store.record_cards,
-            service_id=service.id,
-            hook_instance=str(request.hookInstance),
-            patient_id=context.patientId,
-            cards=decided.cards,
-            decisions=decided.decisions,
-            now=now,
-        )
+        enqueue = getattr(store, "enqueue_cards", None)
+        if enqueue is not None:
+            enqueue(**record)  # a full queue is counted and logged by the writer
+        else:
+            await run_in_threadpool(store.record_cards, **record)  # database I/O off the event loop
     except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
         log.error(
             "card storage failed",

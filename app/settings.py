@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """The SQLite default, in ONE place whatever the working directory: the XDG state directory,
+    `$XDG_STATE_HOME/besponsa-cds/besponsa-cds.db` (`~/.local/state/besponsa-cds/besponsa-cds.db`)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return f"sqlite:///{Path(state).expanduser().resolve() / 'besponsa-cds' / 'besponsa-cds.db'}"
 
 
 class Settings(BaseSettings):
@@ -39,13 +48,45 @@ class Settings(BaseSettings):
         "*", description="Comma-separated allowed CORS origins (scheme://host[:port]); '*' for any, development only."
     )
     database_url: str = Field(
-        "sqlite:///./var/besponsa-cds.db",
-        description="SQLAlchemy URL of the card and feedback store (SQLite file or PostgreSQL).",
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the card and feedback store, the same for serve, report, purge "
+        "and migrate (SQLite default: `~/.local/state/besponsa-cds/besponsa-cds.db`, see Production).",
+    )
+    db_pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept open per process.")
+    db_max_overflow: int = Field(5, ge=0, description="Extra PostgreSQL connections a process may open under load.")
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest wait for a pooled connection before the database call fails."
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="Upgrade the schema at start-up (under a PostgreSQL advisory lock); false when a "
+        "`besponsa-cds migrate` step runs first.",
+    )
+    store_queue_size: int = Field(
+        10000, ge=1, description="Hook responses waiting for the background card writer (bounded queue)."
+    )
+    store_batch_size: int = Field(200, ge=1, description="Most hook responses the card writer commits at once.")
+    store_flush_interval_seconds: float = Field(
+        0.05, gt=0, le=5, description="Longest time a recorded card waits before the writer commits it."
+    )
+    feedback_card_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long feedback naming a card not yet in the database waits for another "
+        "replica's writer to commit it before it is refused as unknown.",
+    )
+    retention_days: int = Field(400, ge=1, description="Days cards and their feedback are kept (`besponsa-cds purge`).")
+    purge_interval_hours: float = Field(
+        24.0, ge=0, description="Hours between automatic purges in `serve`; 0 turns the periodic purge off."
+    )
+    graceful_shutdown_seconds: float = Field(
+        20.0, gt=0, description="On SIGTERM, longest wait for in-flight requests before the process exits."
     )
     embedded_fhir: bool = Field(True, description="Serve the bundled demo FHIR R4 server at /fhir.")
     public_base_url: str = Field(
-        "http://127.0.0.1:8080",
-        description="Base URL at which clients reach this service (used in examples and links).",
+        "",
+        description="Base URL at which clients reach this service; default `http://{host}:{port}` "
+        "(127.0.0.1 for 0.0.0.0). Its `/fhir` is answered in process when EMBEDDED_FHIR is on.",
     )
     fhir_timeout_seconds: float = Field(
         2.5, gt=0, description="Total time budget for FHIR server queries in one hook call."
@@ -83,6 +124,17 @@ class Settings(BaseSettings):
         description="Extra value-set CSV (same columns) added to the bundled ones, e.g. local lab codes.",
     )
 
+    @model_validator(mode="after")
+    def _derive_public_base_url(self) -> Settings:
+        """Unset, the public base URL is the bound host and port (127.0.0.1 for 0.0.0.0), so the
+        in-process /fhir route follows `serve --port` and never shadows a real server on 8080."""
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_base_url = f"http://{host}:{self.port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
 
     @field_validator("cors_origins")
     @classmethod
@@ -112,6 +164,12 @@ class Settings(BaseSettings):
         if not self.public_base_url.startswith("https://"):
             problems.append("BESPONSA_PUBLIC_BASE_URL must be the service's https URL (CDS Hooks requires TLS; it is the JWT aud)")
         return problems
+
+
+def public_base_url(settings: Settings) -> str:
+    """BESPONSA_PUBLIC_BASE_URL, else derived from the host and port the service binds (the
+    settings fill it in: `settings.public_base_url` is always a URL)."""
+    return settings.public_base_url.rstrip("/")
 
 
 @lru_cache

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.discovery import SERVICES
@@ -125,6 +126,8 @@ def _service_known(services: Any, service_id: str) -> bool:
         404: {"description": "Unknown service", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
         413: {"description": "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)",
               "content": {"application/json": {"schema": _ERROR_SCHEMA, "example": ERROR_EXAMPLES[413]}}},
+        503: {"description": "The database is unavailable; nothing stored (retry)",
+              "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
     },
 )
 async def post_feedback(service_id: ServiceId, request: Request) -> JSONResponse:
@@ -149,6 +152,10 @@ async def post_feedback(service_id: ServiceId, request: Request) -> JSONResponse
     except FeedbackRejected as exc:
         log.info("feedback rejected", extra={"service": service_id, "errors": len(exc.details)})
         return _error(400, "invalid_request", "The feedback was not stored.", exc.details)
+    except SQLAlchemyError as exc:  # database down or pool exhausted: not stored, the EHR may retry
+        log.error("feedback not stored: database unavailable", extra={"service": service_id,
+                                                                       "error_type": type(exc).__name__})
+        return _error(503, "store_unavailable", "The feedback store is not available; nothing was stored.")
     return JSONResponse(
         {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
     )
