@@ -105,7 +105,9 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
             url=LABEL_URLS[label],
             topic=Coding(
                 system=DECISION_SYSTEM, code=decision.code.value,
-                display=DECISION_DISPLAY[decision.code],
+                display=("Next dose: plan" if "next_dose" in decision.extras
+                         and decision.code is DecisionCode.PROCEED
+                         else DECISION_DISPLAY[decision.code]),
             ),
         ),
         suggestions=suggestions or None,
@@ -136,8 +138,53 @@ def _summary(text: str) -> str:
     return text if len(text) <= 140 else text[:139].rstrip() + "…"
 
 
+NEEDED_WORDS: dict[str, str] = {  # Decision.needed_data ids in words, for the first line
+    "hepatic-panel": "liver tests", "cbc-differential": "a full blood count with differential",
+    "ecg": "an ECG", "electrolytes": "electrolytes", "cd22": "CD22 expression",
+    "height": "a height", "weight": "a weight", "disease-response": "a disease-response assessment",
+    "pregnancy-test": "a pregnancy test",
+}
+
+
+def action_line(decision: Decision) -> str | None:
+    """The detail's first line: what to do, in one sentence (the rest says why). None for
+    patient-view decisions, whose detail already opens with the action on the next dose."""
+    if "next_dose" in decision.extras:
+        return None
+    code, dose = decision.code, decision.dose
+    dose_text = (f"{orders.fmt_number(dose.mg)} mg ({orders.fmt_number(dose.mg_per_m2)} mg/m2 x "
+                 f"BSA {orders.fmt_number(dose.bsa_m2, 2)} m2)") if dose else None
+    if code is DecisionCode.HOLD:
+        when = f"; re-order {_reorder_condition(decision)}" if (
+            decision.hold_until or decision.recovery_criteria) else ""
+        return f"**What to do: do not give this dose now{when}.**"
+    if code in (DecisionCode.DISCONTINUE, DecisionCode.CONTRAINDICATED):
+        return "**What to do: do not give inotuzumab ozogamicin; cancel this order.**"
+    if code is DecisionCode.OMIT_DOSE:
+        return "**What to do: omit this dose (cancel this order); do not make it up later.**"
+    if code in _DOSE_CODES:
+        return (f"**What to do: change the dose to {dose_text}.**" if dose_text else
+                "**What to do: correct the dose before signing (see below).**")
+    if code is DecisionCode.CONSIDER_DISCONTINUE:
+        return "**What to do: consider stopping inotuzumab ozogamicin before this dose.**"
+    if code is DecisionCode.OBTAIN_DATA:
+        needed = [NEEDED_WORDS.get(n, n.replace("-", " ")) for n in decision.needed_data]
+        needed = list(dict.fromkeys(needed))
+        what = (", ".join(needed[:-1]) + " and " + needed[-1] if len(needed) > 1 else
+                needed[0] if needed else "the missing data below")
+        return f"**What to do: obtain {what} before giving the dose.**"
+    if code is DecisionCode.CAUTION:
+        return "**What to do: weigh this caution before signing; it does not block the order.**"
+    if code is DecisionCode.PROCEED:
+        return f"**What to do: give {dose_text}.**" if dose_text else None
+    return None
+
+
 def _detail(decision: Decision, label: Label) -> str:
     parts = [decision.detail.strip()] if decision.detail and decision.detail.strip() else []
+    first = action_line(decision) if parts else None
+    if first:
+        parts.insert(0, first)
     if decision.code is DecisionCode.HOLD and (decision.hold_until or decision.recovery_criteria):
         said = " ".join(parts)
         if not all(x in said for x in _reorder_facts(decision)):  # the engine may have said it
@@ -327,4 +374,7 @@ def extension_payload(decision: Decision, label: Label) -> dict[str, Any]:
         payload["notRead"] = dict(decision.extras[NOT_READ])
     if decision.extras.get(NOT_CHECKED):
         payload["notChecked"] = dict(decision.extras[NOT_CHECKED])
+    next_dose = decision.extras.get("next_dose")
+    if next_dose is not None and hasattr(next_dose, "as_json"):  # patient-view (app.engine.next_dose)
+        payload["nextDose"] = next_dose.as_json()
     return orders.prune(payload)

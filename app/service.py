@@ -150,7 +150,7 @@ async def _run_hook(
     decided = await run_in_threadpool(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
         domain_availability(key_status),
-        settings=settings, policy=policy, now=now, watch=watch,
+        hook=service.hook, settings=settings, policy=policy, now=now, watch=watch,
         smart_launch_url=smart.launch_url(settings.public_base_url, fhir_server=request.fhirServer,
                                           patient_id=context.patientId,
                                           embedded_fhir=settings.embedded_fhir),
@@ -203,6 +203,7 @@ def _decide(
     unreachable: set[str],
     availability: dict[Domain, DomainStatus],
     *,
+    hook: str,
     settings: Settings,
     policy: Policy,
     now: datetime,
@@ -221,7 +222,11 @@ def _decide(
         availability=availability,
     )
     watch.lap("facts")
-    decisions = engine.evaluate(facts, now, policy, label)
+    if hook == "patient-view":  # the next due dose, as an order for it would be
+        decisions = engine.evaluate_next_dose(facts, now, policy, label,
+                                              plan_card=settings.patient_view_plan_card)
+    else:
+        decisions = engine.evaluate(facts, now, policy, label)
     watch.lap("engine")
 
     draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         None,
         description="JSON premedication template offered on premedication cards (shape of app/data/premedication.json).",
     )
+    patient_view_plan_card: bool = Field(
+        True,
+        description="patient-view: one info card with the next dose and what to measure before "
+        "it when no rule objects (false: no card when all is well).",
+    )
     log_level: str = Field("INFO", description="Python log level.")
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     policy_file: str | None = Field(

@@ -4,6 +4,11 @@ Value sets are reviewable CSV files with the columns
 `value_set,system,code,display,match,status,note` (rows whose first cell starts with `#` are
 comments). `match` is `exact` (default) or `prefix` (hierarchical systems such as ATC only).
 Membership is by system + code, never by display (codes.md: "Match on system + code").
+
+Product maps (`read_product_csv`, columns `system,code,tty,display,ingredient_system,
+ingredient_code,ingredient,status,source`) say which ingredient a drug product is made of (RxNorm
+SCD/SBD/GPCK/BPCK -> IN): `ValueSetIndex.add_products` puts each product in every value set its
+ingredient is in, so value sets list ingredients and an EHR's product codes still match.
 """
 
 from __future__ import annotations
@@ -171,6 +176,17 @@ class ValueSetIndex:
             if key:
                 self.exact.setdefault(key, set()).add(row.value_set)
 
+    def add_products(self, products: Iterable[ProductRow]) -> int:
+        """Each product joins the value sets of its ingredient (exact rows). Returns rows added."""
+        added = 0
+        for p in products:
+            ingredient = coding_key(p.ingredient_system, p.ingredient_code)
+            for vs in sorted(self.exact.get(ingredient, ())) if ingredient else ():
+                self.add(ValueSetRow(vs, p.system, p.code, p.display, "exact", p.status,
+                                     f"{p.tty} of {p.ingredient} ({p.source})"))
+                added += 1
+        return added
+
     def value_sets_of_key(self, key: str) -> frozenset[str]:
         found = set(self.exact.get(key, ()))
         if self.prefixes:
@@ -202,6 +218,38 @@ class ValueSetIndex:
         return frozenset(k for k, vs in self.exact.items() if vs & wanted)
 
 
+@dataclass(frozen=True)
+class ProductRow:
+    """A drug product and one of its ingredients (RxNorm SCD/SBD/GPCK/BPCK -> IN)."""
+
+    system: str
+    code: str
+    tty: str
+    display: str
+    ingredient_system: str
+    ingredient_code: str
+    ingredient: str
+    status: str
+    source: str
+
+
+def read_product_csv(path: str | Path) -> list[ProductRow]:
+    rows: list[ProductRow] = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for rec in csv.DictReader(fh):
+            system = (rec.get("system") or "").strip()
+            if not system or system.startswith("#"):
+                continue
+            vals = {k: (rec.get(k) or "").strip() for k in (
+                "code", "tty", "display", "ingredient_system", "ingredient_code", "ingredient",
+                "status", "source")}
+            if not vals["code"] or not vals["ingredient_system"] or not vals["ingredient_code"]:
+                raise ValueError(f"{path}: product row {system}|{vals['code']!r} lacks code or "
+                                 "ingredient")
+            rows.append(ProductRow(system, **vals))
+    return rows
+
+
 def read_value_set_csv(path: str | Path) -> list[ValueSetRow]:
     rows: list[ValueSetRow] = []
     with open(path, newline="", encoding="utf-8") as fh:
@@ -225,9 +273,14 @@ def read_value_set_csv(path: str | Path) -> list[ValueSetRow]:
     return rows
 
 
-def load_index(paths: Iterable[str | Path]) -> ValueSetIndex:
+def load_index(paths: Iterable[str | Path],
+               product_paths: Iterable[str | Path] = ()) -> ValueSetIndex:
+    """Value-set rows from `paths`, then products (of ingredients already loaded) from
+    `product_paths`."""
     index = ValueSetIndex()
     for p in paths:
         for row in read_value_set_csv(p):
             index.add(row)
+    for p in product_paths:
+        index.add_products(read_product_csv(p))
     return index

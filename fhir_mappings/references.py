@@ -84,8 +84,9 @@ def medication_concept(
         med = index.get(ref, resource) if index else None
         if med is None and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
             med = ResourceIndex([]).get(ref, resource)
-        if med is not None and isinstance(med.get("code"), dict):
-            return med["code"], None
+        concept = medication_resource_concept(med, index) if med is not None else None
+        if concept is not None:
+            return concept, None
         display = ref.get("display")
         return (
             {"text": display} if isinstance(display, str) else None,
@@ -96,3 +97,53 @@ def medication_concept(
     if isinstance(med, dict) and isinstance(med.get("concept"), dict):
         return med["concept"], None
     return None, "no medication[x]"
+
+
+def _ingredient_items(med: dict[str, Any], index: ResourceIndex | None) -> list[Any]:
+    """The ingredient concepts of a Medication: itemCodeableConcept (R4), item.concept (R5), or
+    itemReference to another Medication/Substance (contained or in the index), one level deep."""
+    out: list[Any] = []
+    for ing in med.get("ingredient") or ():
+        if not isinstance(ing, dict):
+            continue
+        item = ing.get("item") if isinstance(ing.get("item"), dict) else {}
+        cc = ing.get("itemCodeableConcept") or item.get("concept")
+        if isinstance(cc, dict):
+            out.append(cc)
+            continue
+        ref = ing.get("itemReference") or item.get("reference")
+        target = (index or ResourceIndex([])).get(ref, med) if isinstance(ref, dict) else None
+        if isinstance(target, dict) and isinstance(target.get("code"), dict):
+            out.append(target["code"])
+    return out
+
+
+def medication_resource_concept(
+    med: dict[str, Any], index: ResourceIndex | None = None
+) -> dict[str, Any] | None:
+    """One CodeableConcept for a Medication resource: its code's codings followed by those of its
+    ingredients, so a product coded only by its ingredients (or a compound) still matches a value
+    set. Text: the code's text/display, else the first ingredient's. None when neither is coded."""
+    code = med.get("code") if isinstance(med.get("code"), dict) else None
+    items = _ingredient_items(med, index)
+    if not items:
+        return code
+    coding: list[Any] = []
+    for c in ([code] if code else []) + items:
+        cod = c.get("coding")
+        if isinstance(cod, list):
+            coding.extend(x for x in cod if isinstance(x, dict))
+    text = next((t for t in (_text(c) for c in ([code] if code else []) + items) if t), None)
+    out: dict[str, Any] = {"coding": coding}
+    if text:
+        out["text"] = text
+    return out
+
+
+def _text(cc: dict[str, Any]) -> str | None:
+    if isinstance(cc.get("text"), str) and cc["text"]:
+        return cc["text"]
+    for c in cc.get("coding") or ():
+        if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"]:
+            return c["display"]
+    return None

@@ -142,6 +142,9 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
     monkeypatch.setattr(facts_builder, "build_facts", build_facts)
     monkeypatch.setattr(retrieval, "collect", collect)
     monkeypatch.setattr(engine, "evaluate", evaluate)
+    # patient-view goes through the next-dose wrapper (app.engine.next_dose): the same fake
+    monkeypatch.setattr(engine, "evaluate_next_dose",
+                        lambda facts, now, policy=None, label=None, **_: evaluate(facts, now, policy, label))
     monkeypatch.setattr(cards, "build_cards", build_cards)
     return fake
 

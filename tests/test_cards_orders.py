@@ -162,7 +162,10 @@ def test_hold_states_recovery_criteria_when_no_date() -> None:
     d = decision(DecisionCode.HOLD, rules=("H-2",), recovery_criteria="ANC >= 1 x 10^9/L")
     card = build_cards([d], ctx(fixture("sandbox_rx_sign")))[0].to_json()
     assert "ANC >= 1 x 10^9/L" in actions(card)[0]["description"]
-    assert "**Re-order:** when ANC >= 1 x 10^9/L." in card["detail"]
+    # #10: the detail's first line says what to do, re-order condition included (said once)
+    assert card["detail"].splitlines()[0] == (
+        "**What to do: do not give this dose now; re-order when ANC >= 1 x 10^9/L.**")
+    assert card["detail"].count("ANC >= 1 x 10^9/L") == 1
 
 
 def test_obtain_data_creates_coded_service_requests() -> None:

@@ -133,7 +133,7 @@ def test_post_search_form_body(client: TestClient) -> None:
 def test_status_and_id_filters(client: TestClient) -> None:
     r = client.get("/fhir/MedicationRequest", params={"patient": "demo-qt", "status": "active"})
     names = sorted(e["resource"]["medicationCodeableConcept"]["text"] for e in r.json()["entry"])
-    assert names == ["acetaminophen", "dexamethasone", "diphenhydramine", "ondansetron"]
+    assert names == ["acetaminophen", "dexamethasone", "diphenhydramine", "ondansetron 4 MG Oral Tablet"]  # SCD 198052 (#10)
     r = client.get("/fhir/Condition", params={"_id": "demo-vod-vod,demo-vod-b-all"})
     assert sorted(ids(r.json())) == ["demo-vod-b-all", "demo-vod-vod"]
 

@@ -17,7 +17,7 @@ def test_eu_1_mg_vials_volume_and_concentration():
     p = prepare(1.45, P, Label.EU)  # 0.8 mg/m2 x 1.82 m2
     assert (p.vials, p.vial_mg, p.reconstituted_volume_ml) == (2, 1.0, 5.8)  # 1.45 / 0.25
     assert p.final_mg_per_ml == pytest.approx(0.029) and p.in_range
-    assert "2 x 1 mg vial(s)" in p.markdown and "5.8 mL" in p.markdown and "50 mL" in p.markdown
+    assert "2 x 1 mg vials" in p.markdown and "5.8 mL" in p.markdown and "50 mL" in p.markdown
     assert "4 mL water for injection" in p.markdown and "60 min at 50 mL/h" in p.markdown
     assert "<= 8 h" in p.markdown and "<= 4 h from reconstitution to dilution" in p.markdown
     assert "SmPC 6.6, Table 8" in p.markdown

@@ -146,6 +146,12 @@ class PatientBuilder:
             }
         )
 
+    def planned_first_dose(self) -> None:
+        """An active inotuzumab ozogamicin order with no administration yet (patient-view: the
+        first dose is due)."""
+        self.medication_request("ino-plan", (RXNORM, "1942950", "inotuzumab ozogamicin"), -1,
+                                f"{self.mg(0.8)} mg (0.8 mg/m2) IV over 1 hour, cycle 1 day 1")
+
     def dose(self, tag: str, day: int, mg_per_m2: float) -> None:
         """A completed inotuzumab ozogamicin infusion (midnight UTC, so day arithmetic is exact)."""
         mg = self.mg(mg_per_m2)
@@ -226,6 +232,7 @@ def patients() -> list[tuple[PatientBuilder, dict[str, Any]]]:
     p.panel(-8, "base")
     p.panel(-1, "now")
     p.premedication()
+    p.planned_first_dose()
     out.append((p, p.draft(0.8, "cycle 1 day 1")))
 
     # 2. Hepatic hold before Day 8: bilirubin 2.1 mg/dL (ULN 1.2, 1.75x), AST 128 U/L (ULN 40, 3.2x) -> L-2 hold.
@@ -333,7 +340,8 @@ def patients() -> list[tuple[PatientBuilder, dict[str, Any]]]:
     p.workup(-9)
     p.panel(-8, "base")
     p.dose("c1d1", -7, 0.8)
-    p.medication_request("ondansetron", (RXNORM, "26225", "ondansetron"), -7, "8 mg orally every 8 hours as needed for nausea")
+    # coded as an EHR sends it: the clinical drug (SCD 198052), not the ingredient (26225)
+    p.medication_request("ondansetron", (RXNORM, "198052", "ondansetron 4 MG Oral Tablet"), -7, "8 mg orally every 8 hours as needed for nausea")
     p.obs("qtcf", 446, -1, "now")
     p.panel(-1, "now")
     p.premedication()
@@ -376,6 +384,7 @@ def patients() -> list[tuple[PatientBuilder, dict[str, Any]]]:
     p.obs("pregnancy-status", 0, -3, "now", value_code=(SNOMED, "77386006", "Pregnant"))
     p.panel(-1, "now")
     p.premedication()
+    p.planned_first_dose()
     out.append((p, p.draft(0.8, "cycle 1 day 1")))
 
     # 13. Live vaccine (varicella) ordered with the Day 8 dose -> caution (P-2).
@@ -394,6 +403,8 @@ def patients() -> list[tuple[PatientBuilder, dict[str, Any]]]:
         "subject": p.ref,
         "dosageInstruction": [{"text": "0.5 mL subcutaneously once"}],
     }
+    # On the chart (patient-view): the same vaccine already ordered at the travel clinic.
+    p.medication_request("varicella", (CVX, "21", "varicella"), -1, "Varicella vaccine, live: 0.5 mL subcutaneously once")
     out.append((p, p.draft(0.5, "cycle 1 day 8", [vaccine])))
     return out
 
@@ -411,14 +422,13 @@ def main() -> None:
         request["hookInstance"] = f"d1577c69-dfbe-44ad-ba6d-{i:012d}"
         name = p.pid.removeprefix("demo-")
         (req_dir / f"{name}-order-sign.json").write_text(json.dumps(request, indent=2) + "\n")
-        if p.pid == "demo-hepatic":
-            view = {
-                "hookInstance": "d1577c69-dfbe-44ad-ba6d-100000000002",
-                "hook": "patient-view",
-                "fhirServer": FHIR_SERVER,
-                "context": {"userId": "Practitioner/demo-haematologist", "patientId": p.pid},
-            }
-            (req_dir / f"{name}-patient-view.json").write_text(json.dumps(view, indent=2) + "\n")
+        view = {  # patient-view: the next due dose (app.engine.next_dose)
+            "hookInstance": f"d1577c69-dfbe-44ad-ba6d-{100000000000 + i:012d}",
+            "hook": "patient-view",
+            "fhirServer": FHIR_SERVER,
+            "context": {"userId": "Practitioner/demo-haematologist", "patientId": p.pid},
+        }
+        (req_dir / f"{name}-patient-view.json").write_text(json.dumps(view, indent=2) + "\n")
         print(f"{p.pid}: {len(p.resources)} resources, BSA {p.bsa:.3f} m2")
 
 

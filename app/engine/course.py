@@ -16,7 +16,7 @@ from app.engine.decisions import Evidence
 from app.engine.facts import Analyte, ClinicalFacts, CycleDay, DoseGiven
 from app.engine.policy import Policy
 from app.engine.regimen import LEVEL_1_FACTOR, label_schedule, mg_per_m2_of_mg
-from app.engine.text import measured, num
+from app.engine.text import measured, num, plural
 
 _NO_CR = {"PR", "SD", "PD", "relapse", "no-CR", "NR", "refractory"}
 
@@ -190,7 +190,7 @@ def _amounts(placed: list[_Placed], facts: ClinicalFacts, policy: Policy,
                 ratio_refs.append(f"{p.dose.reference} {num(p.dose.dose_mg)} mg = {num(v)} mg/m2")
         if ratio_refs:
             notes.append(
-                f"No weight near {len(ratio_refs)} dose(s): mg/m2 from the mg ratio to "
+                f"No weight near {plural(len(ratio_refs), 'dose')}: mg/m2 from the mg ratio to "
                 f"{ap.dose.reference} ({num(ap.dose.dose_mg)} mg, Cycle {ap.cycle} Day {ap.day}"
                 f"{assumed}), assuming an unchanged BSA: {'; '.join(ratio_refs)} (C-3).")
     return out
@@ -469,7 +469,7 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
     given = tuple(d for d in facts.doses_given if d.given_at.date() <= when.date())
     later = len(facts.doses_given) - len(given)
     if later:
-        notes.append(f"{later} administration(s) dated after the dose date were not used.")
+        notes.append(f"{plural(later, 'administration')} dated after the dose date not used.")
     placed = place_doses(given, policy)
     first = placed[0].when if placed else None
 
@@ -506,14 +506,14 @@ def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> C
         notes += omission
         cycle, day, dose_number, cycle_start = p.cycle, p.day, p.dose_number, p.start
         how = "stated on the order" if explicit and omitted is None else (
-            f"inferred from {len(placed)} administration(s)" if placed else
+            f"inferred from {plural(len(placed), 'administration')}" if placed else
             "first dose (no prior administration)")
         notes.insert(0, f"Cycle {cycle} Day {day} (dose {dose_number} of the cycle), {how}.")
     current = cycle if cycle is not None else (placed[-1].cycle if placed else 1)
     level, level_unknown, amounts = _reduction_level(placed, facts, policy, current, notes)
     for it in interruptions:
         kind = "within Cycle" if it.within_cycle else "start of Cycle"
-        notes.append(f"Interruption of {it.days} day(s) inferred ({kind} {it.cycle}: planned "
+        notes.append(f"Interruption of {plural(it.days, 'day')} inferred ({kind} {it.cycle}: planned "
                      f"{it.planned.date().isoformat()}, dosed {it.actual.date().isoformat()}).")
 
     response, source = response_at(facts, policy, first, when)

@@ -31,6 +31,7 @@ from app.engine.context import RuleContext
 from app.engine.course import reconstruct_course
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.facts import ClinicalFacts
+from app.engine.planned import planned_orders
 from app.engine.policy import Policy
 from app.engine.regimen import expected_mg_per_m2
 from app.engine.rules import families
@@ -55,10 +56,10 @@ def evaluate(
     """All decisions for the draft order (or the patient, for patient-view), most severe first."""
     policy = policy or Policy()
     label = Label(label)
-    if facts.draft is None and not facts.doses_given:
+    if facts.draft is None and not facts.doses_given and not planned_orders(facts):
         if completeness.history_read(facts):
-            return []  # never given the drug (as far as a history read whole shows)
-        return [completeness.history_not_read(facts, label)]  # never `[]` on failed data
+            return []  # never given and nothing planned (#10), as far as a history read whole shows
+        return [completeness.history_not_read(facts, label)]  # never `[]` on failed data (#8)
     try:
         course = reconstruct_course(facts, now, policy)
     except Exception as exc:  # every rule needs the course: say nothing was checked
@@ -215,7 +216,7 @@ def proceed_decision(ctx: RuleContext) -> Decision | None:
         rules=rules,
         citations=citations,
         summary=summary(text),
-        detail=detail(expected_text(plan), evidence_table(evidence),
+        detail=detail(expected_text(plan), evidence_table(evidence, ctx.now.date()),
                       "**Preparation**\n\n" + prep.markdown,
                       citations=citations, notes=ctx.course.notes, label=ctx.label),
         label=ctx.label,

@@ -134,6 +134,8 @@ class Policy:
     # treatment" count within this many days before the first dose (institutional)
     on_treatment_days: int = 28  # Q-1/P-2 for other orders: a patient dosed within this many days
     # (or with a draft order) is "on inotuzumab ozogamicin" (institutional: one cycle length)
+    next_dose_window_days: int = 84  # patient-view: no dose for longer than this -> the course is
+    # taken as over and no next dose is worked out (institutional; longer than T-4's 28 days)
     # VOD/SOS risk (V-1; SmPC 4.4, 4.8; USPI 5.1)
     vod_age_high_risk_years: int = 65  # >= 50 % VOD post-HSCT (label)
     vod_age_risk_years: int = 55  # label

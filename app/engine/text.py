@@ -40,25 +40,51 @@ def day_str(x: datetime | date | None) -> str:
     return (x.date() if isinstance(x, datetime) else x).isoformat()
 
 
+def relative_day(day: date, today: date, *, with_date: bool = False) -> str:
+    """A date in words relative to today: "today", "yesterday", "3 days ago", "in 7 days";
+    with_date adds the date ("2026-12-09 (in 7 days)"), never for today."""
+    n = (day - today).days
+    if n == 0:
+        return "today"
+    words = {-1: "yesterday", 1: "tomorrow"}.get(n) or (
+        f"{-n} days ago" if n < 0 else f"in {n} days")
+    return f"{day.isoformat()} ({words})" if with_date else words
+
+
+def plural(n: float, word: str, words: str | None = None) -> str:
+    """'1 vial', '2 vials', '1 hour', '0.5 hours' (never 'vial(s)')."""
+    return f"{num(n)} {word if n == 1 else (words or word + 's')}"
+
+
+def duration(days: int) -> str:
+    """A number of days in words: "less than a day", "1 day", "3 days"."""
+    if days <= 0:
+        return "less than a day"
+    return "1 day" if days == 1 else f"{days} days"
+
+
 def summary(text: str) -> str:
     """A summary under 140 characters (CDS Hooks 2.0 card summary)."""
     text = " ".join(text.split())
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def evidence_table(evidence: Iterable[Evidence]) -> str:
+def evidence_table(evidence: Iterable[Evidence], today: date | None = None) -> str:
     """Markdown evidence table, the same columns as the toxicity rules' cards (finding, value,
-    unit, ULN, x ULN, CTCAE grade, date, source, note)."""
+    unit, ULN, x ULN, CTCAE grade, date, source, note; empty columns left out)."""
     from app.engine.rules.decision_text import evidence_table as table
 
-    return table(evidence)
+    return table(evidence, today)
 
 
 def detail(*parts: str | None, citations: Iterable[str] = (), notes: Iterable[str] = (),
-           label: Label = Label.EU) -> str:
-    """Markdown detail: paragraphs, then how the course was read, then the citation line."""
-    out = [p for p in parts if p]
-    notes = [n for n in notes if n]
+           label: Label = Label.EU, today: date | None = None) -> str:
+    """Markdown detail: paragraphs, then how the course was read, then the citation line. With
+    `today`, bare dates in paragraphs and notes get their distance in words (tables keep theirs)."""
+    from app.engine.rules.decision_text import dates_in_words
+
+    out = [p if p.startswith("|") else dates_in_words(p, today) for p in parts if p]
+    notes = [dates_in_words(n, today) for n in dict.fromkeys(n for n in notes if n)]  # once
     if notes:
         out.append("How the course was read:\n" + "\n".join(f"- {n}" for n in notes))
     cites = ", ".join(citations)

@@ -4,6 +4,9 @@
   medication classes, live vaccines. Every row says VERIFIED (codes.md) or UNVERIFIED (why).
 - `qt_prolonging.csv`: the QT-prolonging drug list (rule Q-1), replaceable with
   BESPONSA_QT_DRUGS_FILE; BESPONSA_VALUE_SETS_FILE adds rows (local lab codes, MRD...).
+- `rxnorm_products.csv`: RxNorm clinical/branded drugs and packs (SCD, SBD, GPCK, BPCK) -> their
+  ingredient, so "ondansetron 4 MG Oral Tablet" (SCD 198052) is QT-prolonging because ondansetron
+  (IN 26225) is. Value sets list ingredients; products follow whichever lists are loaded.
 
 The generic membership mechanics live in `fhir_mappings.codes`.
 """
@@ -20,6 +23,7 @@ from fhir_mappings.codes import ATC, ValueSetIndex, codings, concept_keys, conce
 HERE = Path(__file__).parent
 VALUE_SETS_CSV = HERE / "value_sets.csv"
 QT_DRUGS_CSV = HERE / "qt_prolonging.csv"
+PRODUCTS_CSV = HERE / "rxnorm_products.csv"
 
 DRUG = "inotuzumab-ozogamicin"
 # Text match: last resort for the drug only (never for labs or conditions).
@@ -60,7 +64,7 @@ def _load(qt_file: str | None, extra_file: str | None) -> ValueSetIndex:
     paths: list[str | Path] = [VALUE_SETS_CSV, qt_file or QT_DRUGS_CSV]
     if extra_file:
         paths.append(extra_file)
-    return load_index(paths)
+    return load_index(paths, [PRODUCTS_CSV])
 
 
 def terminology(qt_file: str | None = None, extra_file: str | None = None) -> ValueSetIndex:

@@ -306,9 +306,11 @@ def e4_premedication(ctx: RuleContext) -> list[Decision]:
 def _missing_evidence(ctx: RuleContext, lk: labs.LabLookup) -> Evidence:
     """Evidence row for a lab that is not usable: its latest (stale) result, or 'none on record'."""
     last = labs.latest_usable(ctx, lk.analyte, labs.lookup_time(ctx))
+    # A stale row says only that (the card says once since when, #10); others say what is wrong.
+    note = f"{lk.status}: {'too old' if lk.status == 'stale' else lk.problem(ctx)}"
     if last is not None:
-        return labs.evidence(labs.read(last, ctx.policy), note=f"{lk.status}: {lk.problem(ctx)}")
-    return Evidence(concept=lk.analyte.value, note=f"{lk.status}: {lk.problem(ctx)}")
+        return labs.evidence(labs.read(last, ctx.policy), note=note)
+    return Evidence(concept=lk.analyte.value, note=note)
 
 
 def e5_fresh_labs(ctx: RuleContext) -> list[Decision]:
@@ -328,7 +330,9 @@ def e5_fresh_labs(ctx: RuleContext) -> list[Decision]:
     prev = ctx.course.previous_dose
     since = (f"since the previous dose ({d(prev.given_at)})" if prev
              else f"within {ctx.policy.lab_fresh_days_before_first_dose} d before the first dose")
-    problems = [f"{lk.problem(ctx)}." for lk in (*bad_hep, *bad_cbc)]
+    stale = [labs.name(lk.analyte) for lk in (*bad_hep, *bad_cbc) if lk.status == "stale"]
+    problems = ([f"No result {labs.fresh_since_text(ctx)}: {', '.join(stale)}."] if stale else [])
+    problems += [f"{lk.problem(ctx)}." for lk in (*bad_hep, *bad_cbc) if lk.status != "stale"]
     notes = [n for lk in (*hep, *cbc) for n in lk.notes]
     flagged = tuple(e for lk in (*hep, *cbc) for e in lk.flagged)
     ok_ev = tuple(labs.evidence(lk.reading) for lk in (*hep, *cbc) if lk.reading)

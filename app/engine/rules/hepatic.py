@@ -20,6 +20,7 @@ from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence
 from app.engine.facts import Analyte, ConditionFact
 from app.engine.rules.decision_text import cite, d, make, ref_evidence
+from app.engine.text import relative_day
 
 RULES: list[RuleSpec] = [
     RuleSpec("L-1", "VOD/SOS or other severe liver toxicity after the first dose",
@@ -225,7 +226,8 @@ def l2_bilirubin_transaminases(ctx: RuleContext) -> tuple[list[Decision], set[An
         recovery=recovery,
         notes=[*notes, *extra_notes,
                "Permanently discontinue if bilirubin or AST/ALT does not recover.",
-               *( [f"Criterion met since {d(hold_start)} ({held_days} day(s) before this dose)."] if hold_start else [])],
+               *( [f"Criterion met since {d(hold_start)} "
+                   f"({relative_day(hold_start.date(), ctx.now.date())})."] if hold_start else [])],
         critical=bool(grade3),
         override_reasons=("gilbert-or-haemolysis", "data-verified-elsewhere"),
     )], folded

@@ -11,6 +11,7 @@ from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode
 from app.engine.rules.decision_text import cite, d, make, ref_evidence
+from app.engine.text import plural
 
 RULES: list[RuleSpec] = [
     RuleSpec("I-1", "Prior infusion-related reaction to inotuzumab ozogamicin",
@@ -52,7 +53,7 @@ def check_infusion(ctx: RuleContext) -> list[Decision]:
         f"premedicate and observe >= {h:g} h after the infusion",
         what="A prior infusion-related reaction to inotuzumab ozogamicin is on record. Premedicate "
              "with a corticosteroid, antipyretic and antihistamine; monitor closely during and for "
-             f"at least {h:g} hour(s) after the infusion. If a reaction occurs, interrupt the "
+             f"at least {plural(h, 'hour')} after the infusion. If a reaction occurs, interrupt the "
              "infusion and treat; consider stopping the infusion or giving steroids and "
              "antihistamines depending on severity.",
         evidence=ev,

@@ -22,6 +22,7 @@ from app.engine.context import Interruption, RuleContext
 from app.engine.course import planned_next_cycle_start
 from app.engine.decisions import Decision, DecisionCode, DoseRecommendation, Evidence
 from app.engine.rules.decision_text import cite, d, make
+from app.engine.text import duration
 
 RULES: list[RuleSpec] = [
     RuleSpec("T-1", "Interruption < 7 days within a cycle: keep >= 6 days between doses",
@@ -110,7 +111,7 @@ def _within_cycle(ctx: RuleContext) -> list[Decision]:
                 ctx, DecisionCode.HOLD, ("T-1",), _cites(ctx),
                 f"Hold until {d(earliest)}: {gap} days after the delayed dose of {d(prev.given_at)}"
                 f" (minimum {p.min_days_between_doses} days)",
-                what=f"A dose in cycle {c.cycle} was delayed by {it.days} day(s) (< "
+                what=f"A dose in cycle {c.cycle} was delayed by {duration(it.days)} (< "
                      f"{p.interruption_omit_days}, Table 4): the next dose is interrupted so that "
                      f"at least {p.min_days_between_doses} days separate doses.",
                 evidence=(_ev(it),),

@@ -15,6 +15,7 @@ from datetime import timedelta
 from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode
+from app.engine.planned import planned_orders
 from app.engine.rules.decision_text import cite, d, make, ref_evidence
 from app.engine.rules.eligibility import INACTIVE_STATUSES, age_years
 
@@ -108,7 +109,9 @@ def p1_pregnancy(ctx: RuleContext) -> list[Decision]:
 def p2_live_vaccines(ctx: RuleContext) -> list[Decision]:
     f, p = ctx.facts, ctx.policy
     first = ctx.course.first_dose or (f.doses_given[0] if f.doses_given else None)
-    start = first.given_at if first else (f.draft.dose_date if f.draft else None)
+    planned = planned_orders(f)
+    start = first.given_at if first else (f.draft.dose_date if f.draft else (
+        (planned[0].start or ctx.now) if planned else None))  # about to start (#10)
     if start is None:
         return []  # never treated and no inotuzumab order: not our patient
     orders = [o for o in f.other_orders if LIVE in o.concepts]

@@ -14,7 +14,7 @@ from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.policy import Policy
 from app.engine.rules.regimen import cite, dose_evidence, make_decision, recommendation
-from app.engine.text import mg, num
+from app.engine.text import mg, num, plural
 
 RULES: list[RuleSpec] = [
     RuleSpec("R-1", "Dose mg, vials (EU 1 mg; US 0.9 mg deliverable), 0.25 mg/mL volume, dilute to "
@@ -45,9 +45,9 @@ def prepare(dose_mg: float, policy: Policy, label: Label = Label.EU) -> Preparat
     lo, hi = policy.final_conc_min_mg_per_ml, policy.final_conc_max_mg_per_ml
     in_range = lo - 1e-12 <= final <= hi + 1e-12
     us = label == Label.US
-    vial_txt = (f"{vials} vial(s); each delivers {num(vial)} mg "
+    vial_txt = (f"{plural(vials, 'vial')}; each delivers {num(vial)} mg "
                 f"({num(vial / policy.reconstituted_mg_per_ml, 2)} mL)" if us
-                else f"{vials} x {num(vial)} mg vial(s)")
+                else f"{vials} x {num(vial)} mg " + ("vial" if vials == 1 else "vials"))
     lines = [
         f"- Dose: **{mg(dose_mg)}**",
         f"- Vials: {vial_txt}. Reconstitute each with {num(policy.reconstitution_water_ml)} mL "

@@ -16,6 +16,7 @@ from app.engine.catalogue import RuleSpec
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.facts import Analyte
+from app.engine.planned import planned_orders
 from app.engine.rules import hepatic
 from app.engine.rules.decision_text import cite, d, make, ref_evidence
 from app.engine.rules.eligibility import covers_dose
@@ -36,8 +37,9 @@ def _cites(ctx: RuleContext) -> tuple[str, ...]:
 
 
 def on_drug(ctx: RuleContext) -> bool:
-    """A draft inotuzumab order, or a dose within `policy.on_treatment_days` (institutional)."""
-    if ctx.facts.draft is not None:
+    """A draft inotuzumab order, a planned one (active/draft MedicationRequest: about to start,
+    issue #10), or a dose within `policy.on_treatment_days` (institutional)."""
+    if ctx.facts.draft is not None or planned_orders(ctx.facts):
         return True
     window = timedelta(days=ctx.policy.on_treatment_days)
     return any(ctx.now - window <= g.given_at <= ctx.now for g in
@@ -60,7 +62,8 @@ def _other_order(ctx: RuleContext) -> list[Decision]:
     return [make(
         ctx, DecisionCode.CAUTION, ("Q-1",), _cites(ctx),
         f"QT risk: {names} prolongs QT; patient is on inotuzumab ozogamicin (last dose "
-        f"{d(last.given_at) if last else '?'})",
+        f"{d(last.given_at)})" if last else
+        f"QT risk: {names} prolongs QT; inotuzumab ozogamicin is planned (not yet given)",
         what="Inotuzumab ozogamicin prolongs the QT interval. Combining it with drugs known to "
              "prolong QT or induce torsades de pointes should be carefully considered"
              + (" (US label: discontinue or use an alternative that does not prolong QT/QTc)"

@@ -33,6 +33,7 @@ from app.engine.text import (
     mg_m2,
     num,
     pct,
+    plural,
     summary,
 )
 
@@ -208,18 +209,18 @@ def course_evidence(ctx: RuleContext) -> tuple[Evidence, ...]:
     last = cycles[-1]
     return (Evidence(concept="cycle-history", reference=last.doses[-1].reference,
                      value=len(cycles), unit="cycles", date=last.start,
-                     note=f"Cycle {last.number} Day 1 {day_str(last.start)}, {len(last.doses)} "
-                          f"dose(s); first dose {day_str(cycles[0].start)}"),)
+                     note=f"Cycle {last.number} Day 1 {day_str(last.start)}, "
+                          f"{plural(len(last.doses), 'dose')}; first dose {day_str(cycles[0].start)}"),)
 
 
 def make_decision(ctx: RuleContext, code: DecisionCode, rules: tuple[str, ...],
               citations: tuple[str, ...], text: str, body_md: str, **kw) -> Decision:
     evidence = kw.pop("evidence", ())
-    table = evidence_table(evidence)
+    table = evidence_table(evidence, ctx.now.date())
     return Decision(
         code=code, rules=rules, citations=citations, summary=summary(text),
         detail=detail(body_md, table, citations=citations, notes=ctx.course.notes,
-                      label=ctx.label),
+                      label=ctx.label, today=ctx.now.date()),
         label=ctx.label, evidence=tuple(evidence), **kw,
     )
 
@@ -561,8 +562,8 @@ def _dose(ctx: RuleContext, plan: DosePlan) -> list[Decision]:
         lines.append(f"**Cycle {plan.cycle} total would be {mg_m2(cycle_total)}, above the "
                      f"maximum of {mg_m2(maxc)} per cycle** ({src_max}).")
     if plan.given_unknown:
-        lines.append(f"{plan.given_unknown} earlier dose(s) of this cycle have no recorded "
-                     "amount and are not in the cycle total.")
+        lines.append(f"{plural(plan.given_unknown, 'earlier dose')} of this cycle "
+                     "(no recorded amount) not in the cycle total.")
     cites = (src_t1,) + ((src_max,) if critical else ())
     if plan.level:
         cites += (cite(ctx, "SmPC 4.2 Table 4", "USPI 2.3 Table 4"),)
