@@ -12,7 +12,7 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY cds_hooks ./cds_hooks
 COPY fhir_mappings ./fhir_mappings
-RUN pip install ".[postgres]" \
+RUN pip install ".[postgres,otlp]" \
     && useradd --system --uid 10001 --home-dir /var/lib/besponsa-cds --create-home besponsa
 
 USER besponsa

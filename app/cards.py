@@ -9,6 +9,10 @@ One card per Decision, in the engine's order. Each card carries `extension["besp
 - obtain-data (or any decision with `needed_data`): `create` ServiceRequests
 - `suggest_premedication` (E-4, I-1): `create` MedicationRequests from the premedication template
 
+Completeness (issue #8): `extension["besponsa-cds"]` carries `notRead` ({domain: status} of every
+data domain not read whole) and `notChecked` ({domain: why}); a `proceed` beside data that was not
+checked is a `warning`, not `info`.
+
 No member is ever null or empty (`Card.to_json()` drops None; this module never emits [] {} "").
 """
 
@@ -21,6 +25,7 @@ from datetime import date, datetime
 from typing import Any
 
 from app import orders, overrides
+from app.engine.completeness import NOT_CHECKED, NOT_READ
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.extensions import BASE
 from cds_hooks.cards import Action, Card, Coding, Link, Source, Suggestion
@@ -92,7 +97,7 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
                    "automatically. Change the order by hand as this card says.")
     card = Card(
         summary=_summary(decision.summary),
-        indicator=decision.indicator,  # type: ignore[arg-type]
+        indicator=indicator(decision),  # type: ignore[arg-type]
         detail=detail or None,
         source=Source(
             label=SOURCE_LABELS[label],
@@ -111,6 +116,13 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
         extension={EXTENSION_KEY: extension_payload(decision, label)},
     )
     return card
+
+
+def indicator(decision: Decision) -> str:
+    """The decision's indicator; a proceed beside data not checked warns (issue #8)."""
+    if decision.code is DecisionCode.PROCEED and decision.extras.get(NOT_CHECKED):
+        return "warning"
+    return decision.indicator
 
 
 def suggestion_uuids(card: Card) -> list[str]:
@@ -350,6 +362,10 @@ def extension_payload(decision: Decision, label: Label) -> dict[str, Any]:
         payload["neededData"] = list(decision.needed_data)
     if decision.inferred:
         payload["inferred"] = True
+    if decision.extras.get(NOT_READ):
+        payload["notRead"] = dict(decision.extras[NOT_READ])
+    if decision.extras.get(NOT_CHECKED):
+        payload["notChecked"] = dict(decision.extras[NOT_CHECKED])
     next_dose = decision.extras.get("next_dose")
     if next_dose is not None and hasattr(next_dose, "as_json"):  # patient-view (app.engine.next_dose)
         payload["nextDose"] = next_dose.as_json()

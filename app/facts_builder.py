@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from app.engine.facts import (
@@ -35,6 +37,7 @@ from app.engine.facts import (
     ReactionFact,
     ResponseFinding,
 )
+from app.engine.facts import Domain, DomainStatus  # availability per data domain (issue #8)
 from app.extensions import TREATMENT_CYCLE_DAY
 from app.terminology import (
     CONDITION_CONCEPTS,
@@ -630,11 +633,13 @@ def build_facts(
     selections: list[str] | None = None,
     problems: list[DataProblem] | None = None,
     unavailable: frozenset[str] = frozenset(),
+    availability: Mapping[Domain, DomainStatus] | None = None,
 ) -> ClinicalFacts:
     """Raw FHIR JSON (a flat list of any resource types, and the draftOrders Bundle) -> facts.
 
-    `selections` (order-select) picks which inotuzumab draft order is checked; `problems` and
-    `unavailable` from retrieval are carried into the facts."""
+    `selections` (order-select) picks which inotuzumab draft order is checked; `problems`,
+    `unavailable` and `availability` (per data domain, issue #8) from retrieval are carried into
+    the facts."""
     idx = terminology()
     probs: list[DataProblem] = list(problems or [])
     drafts, urls, draft_problems = _bundle_resources(draft_orders)
@@ -747,6 +752,7 @@ def build_facts(
         responses=tuple(responses),
         problems=tuple(probs),
         unavailable=frozenset(unavailable),
+        availability=MappingProxyType(dict(availability or {})),
     )
 
 

@@ -9,7 +9,9 @@ cannot compute dates): results come newest first and retrieval follows `next` li
 
 from __future__ import annotations
 
-from app.engine.facts import Analyte
+from collections.abc import Mapping
+
+from app.engine.facts import Analyte, Domain, DomainStatus, worst
 from app.terminology import terminology
 from fhir_mappings.codes import LOINC
 
@@ -79,3 +81,37 @@ PREFETCH_RESOURCE_TYPES: dict[str, str] = {
 REQUIRED_KEYS: frozenset[str] = frozenset(
     {"patient", "labs", "cbc", "vitals", "medicationAdministrations", "conditions"}
 )
+
+# The data domain(s) each key feeds (issue #8): the ONE place a key's read status becomes a
+# domain's status (`ClinicalFacts.availability`). A domain fed by several keys takes the worst.
+KEY_DOMAINS: dict[str, tuple[Domain, ...]] = {
+    "patient": (Domain.PATIENT,),
+    "labs": (Domain.LIVER_LABS,),
+    "cbc": (Domain.BLOOD_COUNTS,),
+    "vitals": (Domain.HEIGHT_WEIGHT,),
+    "ecg": (Domain.ECG,),
+    "disease": (Domain.DISEASE,),
+    "medicationRequests": (Domain.OTHER_MEDICATIONS,),
+    "medicationAdministrations": (Domain.ADMINISTRATIONS,),
+    "conditions": (Domain.CONDITIONS,),
+    "procedures": (Domain.PROCEDURES,),
+    "serviceRequests": (Domain.SERVICE_REQUESTS,),
+    "adverseEvents": (Domain.REACTIONS,),
+    "allergies": (Domain.REACTIONS,),
+    "immunizations": (Domain.IMMUNIZATIONS,),
+}
+
+
+def domain_availability(key_status: Mapping[str, DomainStatus]) -> dict[Domain, DomainStatus]:
+    """Per-key read status (retrieval) -> per-domain status (facts); unknown keys are ignored."""
+    by_domain: dict[Domain, list[tuple[str, DomainStatus]]] = {}
+    for key, status in key_status.items():
+        for domain in KEY_DOMAINS.get(key, ()):
+            by_domain.setdefault(domain, []).append((key, status))
+    out = {}
+    for domain, pairs in by_domain.items():
+        if len(pairs) > 1:  # say which part was not read: "AdverseEvent: FHIR server answered 404"
+            pairs = [(k, DomainStatus(s.availability, f"{PREFETCH_RESOURCE_TYPES.get(k, k)}: {s.reason}"
+                                      if s.reason else "")) for k, s in pairs]
+        out[domain] = worst([s for _, s in pairs])
+    return out

@@ -16,11 +16,11 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
-from app import engine, facts_builder, retrieval
+from app import engine, facts_builder, observability, retrieval
 from app.engine.decisions import Label
-from app.engine.facts import DataProblem
+from app.engine.facts import Availability, DataProblem, Domain, DomainStatus
 from app.engine.policy import Policy
-from app.prefetch_queries import REQUIRED_KEYS
+from app.prefetch_queries import REQUIRED_KEYS, domain_availability
 from app.settings import Settings
 from cds_hooks.discovery import ServiceDefinition
 from cds_hooks.orders import find_resource, narrow_to_selections
@@ -69,6 +69,28 @@ async def run_hook(
     store: Any,
     now: datetime,
 ) -> HookResult:
+    """One hook call, with its metrics, trace span and log context (app/observability.py)."""
+    with observability.hook_call(service.id, service.hook, str(request.hookInstance)) as call:
+        try:
+            result = await _run_hook(service, request, context, settings=settings, policy=policy,
+                                     store=store, now=now)
+        except HookCallError as exc:
+            call.failed(exc.status, exc.body["error"])
+            raise
+        call.answered(result.cards, result.timings_ms)
+        return result
+
+
+async def _run_hook(
+    service: ServiceDefinition,
+    request: CDSRequest,
+    context: PatientViewContext,
+    *,
+    settings: Settings,
+    policy: Policy,
+    store: Any,
+    now: datetime,
+) -> HookResult:
     watch = _Stopwatch()
     draft_orders: dict[str, Any] | None = getattr(context, "draftOrders", None)
     selections: list[str] | None = getattr(context, "selections", None)
@@ -106,6 +128,7 @@ async def run_hook(
             required=(REQUIRED_KEYS & templates.keys()) - unreachable,
             timeout_seconds=settings.fhir_timeout_seconds,
             max_pages=settings.fhir_max_pages,
+            max_response_bytes=settings.fhir_max_response_bytes,
         )
     except retrieval.RequiredDataUnavailable as exc:
         raise HookCallError(
@@ -117,24 +140,31 @@ async def run_hook(
         ) from exc
     watch.lap("retrieval")
 
+    # What was read of each data domain (issue #8), for the facts.
+    key_status = dict(retrieved.status)
+    for k in unreachable:
+        key_status[k] = DomainStatus(Availability.NOT_PROVIDED,
+                                     f"not sent and its query needs {', '.join(filled.unfilled[k])}")
+
     # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
     decided = await run_in_threadpool(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
+        domain_availability(key_status),
         hook=service.hook, settings=settings, policy=policy, now=now, watch=watch,
     )
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that
     # cannot be sent is never counted as shown). A failure is logged, the cards still go out.
+    # With the background writer (app/storage/writer.py) the cards are queued, never waited for.
+    record = {"service_id": service.id, "hook_instance": str(request.hookInstance),
+              "patient_id": context.patientId, "cards": decided.cards, "decisions": decided.decisions,
+              "now": now}
     try:
-        await run_in_threadpool(  # database I/O off the event loop
-            store.record_cards,
-            service_id=service.id,
-            hook_instance=str(request.hookInstance),
-            patient_id=context.patientId,
-            cards=decided.cards,
-            decisions=decided.decisions,
-            now=now,
-        )
+        enqueue = getattr(store, "enqueue_cards", None)
+        if enqueue is not None:
+            enqueue(**record)  # a full queue is counted and logged by the writer
+        else:
+            await run_in_threadpool(store.record_cards, **record)  # database I/O off the event loop
     except Exception as exc:  # noqa: BLE001 - storage must never fail the hook
         log.error(
             "card storage failed",
@@ -168,6 +198,7 @@ def _decide(
     selections: list[str] | None,
     extra_problems: list[DataProblem],
     unreachable: set[str],
+    availability: dict[Domain, DomainStatus],
     *,
     hook: str,
     settings: Settings,
@@ -184,6 +215,7 @@ def _decide(
         selections=selections,
         problems=[*retrieved.problems, *extra_problems],
         unavailable=frozenset(retrieved.unavailable | unreachable),
+        availability=availability,
     )
     watch.lap("facts")
     if hook == "patient-view":  # the next due dose, as an order for it would be

@@ -85,10 +85,12 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
                 refs.append(f"MedicationRequest/{res.get('id')}")
         return facts_builder.DraftOrderSummary(inotuzumab_orders=tuple(refs), other_concepts=frozenset())
 
-    async def collect(prefetch, queries, *, fhir_server, access_token, required, timeout_seconds, max_pages):
+    async def collect(prefetch, queries, *, fhir_server, access_token, required, timeout_seconds, max_pages,
+                      max_response_bytes=None):
         fake.collects.append(
             dict(prefetch=prefetch, queries=queries, fhir_server=fhir_server, access_token=access_token,
-                 required=required, timeout_seconds=timeout_seconds, max_pages=max_pages)
+                 required=required, timeout_seconds=timeout_seconds, max_pages=max_pages,
+                 max_response_bytes=max_response_bytes)
         )
         missing = sorted(k for k in required if k not in prefetch)
         if missing and not fhir_server:
@@ -97,10 +99,12 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> FakePipeline:
         unavailable = {k for k, v in prefetch.items() if v is None}
         return retrieval.Retrieved(resources=resources, unavailable=unavailable)
 
-    def build_facts(patient_id, resources, draft_orders, now, *, selections=None, problems=None, unavailable=frozenset()):
+    def build_facts(patient_id, resources, draft_orders, now, *, selections=None, problems=None, unavailable=frozenset(),
+                    availability=None):
         fake.facts_calls.append(
             dict(patient_id=patient_id, resources=resources, draft_orders=draft_orders, now=now,
-                 selections=selections, problems=problems, unavailable=unavailable)
+                 selections=selections, problems=problems, unavailable=unavailable,
+                 availability=availability)
         )
         draft = None
         if draft_orders and draft_orders.get("entry"):

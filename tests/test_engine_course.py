@@ -290,14 +290,15 @@ def test_history_unavailable_obtain_data():
               unavailable=frozenset({"MedicationAdministration"}))
     [d] = check_course_data(context(f))
     assert d.needed_data == ("medication-history",) and d.rules == ("C-2",)
-    assert "could not be retrieved" in d.summary
+    assert "could not be read" in d.summary and "unknown" in d.summary  # issue #8 wording
     f = facts(draft=draft(T0, mg_per_m2=0.8), measurements=body(),
               problems=[problem("medication-history", "FHIR server answered 500")])
     [d] = check_course_data(context(f))
     assert "FHIR server answered 500" in d.summary
-    # patient-view: no card
-    assert check_course_data(context(facts(doses=label_history(1),
-                                           unavailable=frozenset({"MedicationAdministration"})))) == []
+    # patient-view: a card saying the history could not be read, never silence (issue #8)
+    [d] = check_course_data(context(facts(doses=label_history(1),
+                                          unavailable=frozenset({"MedicationAdministration"}))))
+    assert d.code.value == "obtain-data" and "could not be read" in d.summary
 
 
 def test_response_needed_only_for_later_day_1():

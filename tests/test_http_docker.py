@@ -68,8 +68,8 @@ def test_runs_as_non_root_user_created_in_image():
 
 def test_installs_the_package_and_copies_every_package_directory():
     installs = [shlex.split(run)[:3] for run in _instructions("RUN")]
-    assert ["pip", "install", ".[postgres]"] in installs  # the package itself, PostgreSQL-ready
-    assert "postgres" in PYPROJECT["project"]["optional-dependencies"]
+    assert ["pip", "install", ".[postgres,otlp]"] in installs  # the package, PostgreSQL- and OTLP-ready
+    assert {"postgres", "otlp"} <= set(PYPROJECT["project"]["optional-dependencies"])
     copied = {shlex.split(c)[0] for c in _instructions("COPY")}
     copied |= {p for c in _instructions("COPY") for p in shlex.split(c)[:-1]}
     assert {"pyproject.toml", PYPROJECT["project"]["readme"]} <= copied

@@ -50,5 +50,9 @@ def test_a_lone_surrogate_from_the_fhir_server_is_not_a_500(real_client: TestCli
     res.content.decode("utf-8")  # the response is valid UTF-8 throughout
     assert "\ud800" not in res.text
     summaries = [c["summary"] for c in res.json()["cards"]]
-    # The page is unusable: the data it held is asked for, never read as if it were absent-but-fine.
-    assert any(s.startswith("Obtain height and weight") for s in summaries), summaries
+    # The page is unusable: the data it held is asked for, never read as if it were absent-but-fine
+    # (issue #8: named on the card that says what could not be read, and on every card's extension).
+    cards = res.json()["cards"]
+    assert any("height and weight: could not be read (FHIR server answered malformed JSON)"
+               in c.get("detail", "") for c in cards), summaries
+    assert all(c["extension"]["besponsa-cds"]["notRead"]["height-weight"] == "unreadable" for c in cards)

@@ -26,7 +26,7 @@ def test_open_creates_directory_and_schema_at_head(db_url: str, tmp_path: Path) 
     tables = set(inspect(store.engine).get_table_names())
     assert {"cards", "feedback", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
         # the migration builds exactly the tables the code uses (no drift)
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []

@@ -11,8 +11,14 @@
    not object to the dose (issue #3, clinical-rules section 6).
 
 No draft order (patient-view, or an order-sign for another drug): patient-level decisions only;
-a patient never given the drug and with no draft gets none. A rule family that raises is not
-skipped silently: it yields a critical caution naming the unchecked rules, and no `proceed`.
+a patient never given the drug and with no draft gets none, unless the administrations could not
+be read: then a card says so (issue #8). A rule family that raises is not skipped silently: it
+yields a critical caution naming the unchecked rules, and no `proceed`.
+
+Completeness (issue #8, app.engine.completeness) is one gate over every family: data not read
+whole makes the course unknown (administrations), gives obtain-data, withholds `proceed` and any
+suggested dose (dose-deciding data), or is listed as not checked beside a `proceed` that becomes a
+warning (data the EHR does not provide).
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from app.engine import completeness
 from app.engine.context import RuleContext
 from app.engine.course import reconstruct_course
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.facts import ClinicalFacts
 from app.engine.planned import planned_orders
 from app.engine.policy import Policy
+from app.engine.regimen import expected_mg_per_m2
 from app.engine.rules import families
 from app.engine.rules.preparation import RULES as PREP_RULES
 from app.engine.rules.preparation import prepare
@@ -49,11 +57,16 @@ def evaluate(
     policy = policy or Policy()
     label = Label(label)
     if facts.draft is None and not facts.doses_given and not planned_orders(facts):
-        return []  # never given and nothing planned (#10: a planned course is the patient's)
+        # never given and nothing planned (#10: a planned course is the patient's)
+        if completeness.history_read(facts):
+            return []  # never given the drug (as far as a history read whole shows)
+        return [completeness.history_not_read(facts, label)]  # never `[]` on failed data
     try:
         course = reconstruct_course(facts, now, policy)
     except Exception as exc:  # every rule needs the course: say nothing was checked
         return [_course_failed(label, exc)]
+    if not completeness.history_read(facts):  # never "Cycle 1 Day 1" from part of the history
+        course = completeness.unknown_course(course, facts)
     ctx = RuleContext(facts=facts, now=now, policy=policy, label=label, course=course)
 
     decisions: list[Decision] = []
@@ -65,10 +78,13 @@ def evaluate(
             failed.append(family.name)
             decisions.append(_family_failed(ctx, family.name, family.rules, exc))
 
+    gaps = completeness.gaps(facts, response_decides_dose=_response_decides_dose(ctx))
+    gap_card = completeness.obtain_data(ctx, gaps)
+    decisions = completeness.apply(ctx, decisions + ([gap_card] if gap_card else []), gaps)
     decisions = sort_decisions(dedupe(d if d.label == label else replace(d, label=label)
                                       for d in _no_dose_after_stop(
                                           _cap_suggestions(ctx, decisions))))
-    if facts.draft is not None and not failed and all(
+    if facts.draft is not None and not failed and not gaps.blocking and all(
         d.code is DecisionCode.CAUTION for d in decisions
     ):
         try:
@@ -76,14 +92,27 @@ def evaluate(
         except Exception as exc:  # no proceed without a computed dose; say so
             proceed = _family_failed(ctx, "dose and preparation", PREP_RULES, exc)
         if proceed is not None:
-            decisions.append(proceed)
+            decisions.append(completeness.apply(ctx, [proceed], gaps)[0])
+    if gaps.unchecked and decisions:  # cards offering a dose, else the first, name what was not checked
+        doses = [i for i, d in enumerate(decisions) if d.dose is not None] or [0]
+        for i in doses:
+            decisions[i] = completeness.with_not_checked(decisions[i], gaps)
     return decisions
 
 
+def _response_decides_dose(ctx: RuleContext) -> bool:
+    """The ordered dose depends on the response (D-2: a later cycle's Day 1), or is unknown."""
+    try:
+        plan = dose_plan(ctx)
+    except Exception:  # the regimen family reports its own failure
+        return True
+    return ctx.facts.draft is not None and (plan is None or plan.response_needed)
+
+
 def _cap_suggestions(ctx: RuleContext, decisions: list[Decision]) -> list[Decision]:
-    """Safety net over every family: no suggested dose above 0.8 mg/m2, nor one that takes the
-    ordered dose's cycle above 1.8 mg/m2 (SmPC 4.9). Such a suggestion is removed (the card stays
-    and says why)."""
+    """Safety net over every family: no suggested dose above the label dose at the reduction level
+    in force (SmPC 4.2 Table 4, issue #8), above 0.8 mg/m2, nor one that takes the ordered dose's
+    cycle above 1.8 mg/m2 (SmPC 4.9). Such a suggestion is removed (the card stays and says why)."""
     try:
         plan = dose_plan(ctx)
     except Exception:  # the regimen family reports its own failure
@@ -95,7 +124,18 @@ def _cap_suggestions(ctx: RuleContext, decisions: list[Decision]) -> list[Decisi
         if rec is not None and d.code is not DecisionCode.PROCEED:
             given = plan.given_in_cycle_mg_per_m2 if plan and rec.cycle == plan.cycle else 0.0
             allowance = 3 * p.dose_rounding_mg / 2 / max(rec.bsa_m2, 0.1) + 1e-9
-            if (rec.mg_per_m2 > p.max_single_mg_per_m2 + 1e-9
+            ceiling = _level_ceiling(ctx, plan, rec)
+            if ceiling is None or rec.mg_per_m2 > ceiling + 1e-6:
+                d = replace(d, dose=None, critical=True, detail=d.detail + (
+                    "\n\n**No dose is suggested**: "
+                    + (f"{mg_m2(rec.mg_per_m2)} is above {mg_m2(ceiling)}, the most Cycle "
+                       f"{rec.cycle} allows at the reduction level in force "
+                       f"({ctx.course.reduction_level}); doses are never re-escalated"
+                       if ceiling is not None else
+                       "the reduction level in force, or the dose this day allows, is unknown")
+                    + f" ({cite(ctx, 'SmPC 4.2 Table 4', 'USPI 2.3 Table 4')}). Check the "
+                    "administration record."))
+            elif (rec.mg_per_m2 > p.max_single_mg_per_m2 + 1e-9
                     or given + rec.mg_per_m2 > p.max_cycle_mg_per_m2 + allowance):
                 src = cite(ctx, "SmPC 4.9", "USPI 2.1 Table 1")
                 d = replace(d, dose=None, critical=True, detail=d.detail + (
@@ -105,6 +145,22 @@ def _cap_suggestions(ctx: RuleContext, decisions: list[Decision]) -> list[Decisi
                     f"per cycle ({src}). Check the administration record."))
         out.append(d)
     return out
+
+
+def _level_ceiling(ctx: RuleContext, plan, rec) -> float | None:
+    """The most mg/m2 a suggested dose may carry: the label dose of that cycle (and dose, when it
+    is the ordered one) at the reduction level in force (SmPC 4.2 Table 4: no re-escalation).
+    None: not knowable (unknown level or course, or no such dose at that level)."""
+    level = ctx.course.reduction_level
+    if not isinstance(level, int) or level not in (0, 1, 2) or rec.cycle is None or rec.cycle < 1:
+        return None
+    if plan is not None and (rec.cycle, rec.day) == (plan.cycle, plan.day):
+        numbers = (plan.dose_number,)
+    else:
+        numbers = (1, 2, 3)
+    doses = [expected_mg_per_m2(rec.cycle, n, cr, level) for n in numbers for cr in (False, True)]
+    doses = [x for x in doses if x is not None]
+    return max(doses) if doses else None
 
 
 _STOPS = (DecisionCode.DISCONTINUE, DecisionCode.CONTRAINDICATED)

@@ -11,9 +11,11 @@ cannot convert. Datetimes are timezone-aware.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class Analyte(StrEnum):
@@ -108,6 +110,131 @@ class DataProblem:
     reason: str  # human readable: "unknown unit 'mg/ml/h'", "FHIR server answered 401"
     reference: str | None = None
     effective: datetime | None = None
+
+
+class Availability(StrEnum):
+    """What the service knows about one data domain's data (design-notes "Completeness is a fact").
+
+    "None on record" (EMPTY, or COMPLETE without the finding) and "could not be read"
+    (UNREADABLE, PARTIAL) are different facts and read differently on the card."""
+
+    COMPLETE = "complete"  # read whole
+    EMPTY = "empty"  # read whole, nothing there (null prefetch, empty searchset)
+    PARTIAL = "partial"  # page limit, other-origin next, budget spent mid-paging, a page failed
+    UNREADABLE = "unreadable"  # 401/403/5xx, time-out, malformed, wrong resource type
+    NOT_PROVIDED = "not-provided"  # absent prefetch key and no fhirServer to fetch it from
+    UNSUPPORTED = "unsupported"  # the server has no such resource type (404 on the type, ...)
+
+    @property
+    def read_whole(self) -> bool:
+        return self in (Availability.COMPLETE, Availability.EMPTY)
+
+    @property
+    def failed(self) -> bool:
+        """An error: data exists (or may) but could not be read (whole)."""
+        return self in (Availability.PARTIAL, Availability.UNREADABLE)
+
+
+# Worst first: the status of a domain read from several keys is the worst of theirs.
+AVAILABILITY_ORDER: tuple[Availability, ...] = (
+    Availability.UNREADABLE, Availability.PARTIAL, Availability.NOT_PROVIDED,
+    Availability.UNSUPPORTED, Availability.COMPLETE, Availability.EMPTY,
+)
+
+
+class Domain(StrEnum):
+    """The data the rules read, one status each (prefetch keys map to these in
+    app.prefetch_queries.KEY_DOMAINS)."""
+
+    ADMINISTRATIONS = "administrations"  # inotuzumab ozogamicin doses given (C-1..C-4)
+    LIVER_LABS = "liver-labs"  # liver tests and blood chemistry (L-2, L-3, Q-1 electrolytes)
+    BLOOD_COUNTS = "blood-counts"  # ANC, platelets, WBC, blasts (H-1..H-4, E-3)
+    HEIGHT_WEIGHT = "height-weight"  # BSA (D-5)
+    ECG = "ecg"  # QTc (Q-1)
+    DISEASE = "disease-response"  # response, CD22, MRD, pregnancy status (C-5, E-2, P-1)
+    CONDITIONS = "conditions"  # VOD, liver disease, pregnancy, remission (L-1, E-1, P-1)
+    PROCEDURES = "procedures"  # HSCT, platelet transfusions (C-6, H-3)
+    SERVICE_REQUESTS = "service-requests"  # planned HSCT (C-6, D-7, V-1)
+    OTHER_MEDICATIONS = "other-medications"  # QT drugs, premedication, conditioning (Q-1, E-4, V-1)
+    REACTIONS = "infusion-reactions"  # AdverseEvent + AllergyIntolerance (I-1, E-1)
+    IMMUNIZATIONS = "immunizations"  # live vaccines (P-2)
+    PATIENT = "patient"  # age, sex (E-2, P-1, V-1)
+
+
+DOMAIN_TEXT: dict[Domain, str] = {  # how a nurse reads the domain on a card
+    Domain.ADMINISTRATIONS: "inotuzumab ozogamicin administration history",
+    Domain.LIVER_LABS: "liver tests and blood chemistry",
+    Domain.BLOOD_COUNTS: "blood counts",
+    Domain.HEIGHT_WEIGHT: "height and weight",
+    Domain.ECG: "ECG (QTc)",
+    Domain.DISEASE: "disease assessments (response, CD22, MRD, pregnancy tests)",
+    Domain.CONDITIONS: "conditions (VOD, liver disease, pregnancy)",
+    Domain.PROCEDURES: "procedures (HSCT, platelet transfusions)",
+    Domain.SERVICE_REQUESTS: "planned procedures (HSCT)",
+    Domain.OTHER_MEDICATIONS: "other medications (QT-prolonging drugs, premedication)",
+    Domain.REACTIONS: "infusion reactions and allergies",
+    Domain.IMMUNIZATIONS: "vaccinations",
+    Domain.PATIENT: "patient record (age, sex)",
+}
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """A domain's availability and, unless read whole, why (for the card)."""
+
+    availability: Availability
+    reason: str = ""  # "FHIR server answered 503", "more results than the page limit allows"
+
+    @property
+    def read_whole(self) -> bool:
+        return self.availability.read_whole
+
+    @property
+    def words(self) -> str:
+        """'could not be read' - the wording on card summaries (the reason goes in the detail)."""
+        return self.text().split(" (", 1)[0]
+
+    def text(self) -> str:
+        """'could not be read (FHIR server answered 503)' - the wording on cards."""
+        words = {
+            Availability.COMPLETE: "read",
+            Availability.EMPTY: "none on record",
+            Availability.PARTIAL: "only partly read",
+            Availability.UNREADABLE: "could not be read",
+            Availability.NOT_PROVIDED: "not provided by the EHR",
+            Availability.UNSUPPORTED: "not supported by the FHIR server",
+        }[self.availability]
+        return f"{words} ({self.reason})" if self.reason and not self.read_whole else words
+
+
+COMPLETE = DomainStatus(Availability.COMPLETE)
+
+
+def worst(statuses: "list[DomainStatus] | tuple[DomainStatus, ...]") -> DomainStatus:
+    """The combined status of a domain read from several keys: the worst, with every reason."""
+    if not statuses:
+        return COMPLETE
+    ranked = sorted(statuses, key=lambda s: AVAILABILITY_ORDER.index(s.availability))
+    top = ranked[0].availability
+    reasons = list(dict.fromkeys(s.reason for s in ranked if s.availability is top and s.reason))
+    return DomainStatus(top, "; ".join(reasons))
+
+
+# Legacy `ClinicalFacts.unavailable` entries (resource types / prefetch keys) -> domains.
+_LEGACY_DOMAINS: dict[str, tuple[Domain, ...]] = {
+    "Observation": (Domain.LIVER_LABS, Domain.BLOOD_COUNTS, Domain.HEIGHT_WEIGHT, Domain.ECG,
+                    Domain.DISEASE),
+    "MedicationAdministration": (Domain.ADMINISTRATIONS,),
+    "medication-history": (Domain.ADMINISTRATIONS,),
+    "MedicationRequest": (Domain.OTHER_MEDICATIONS,),
+    "Condition": (Domain.CONDITIONS,),
+    "Procedure": (Domain.PROCEDURES,),
+    "ServiceRequest": (Domain.SERVICE_REQUESTS,),
+    "AdverseEvent": (Domain.REACTIONS,),
+    "AllergyIntolerance": (Domain.REACTIONS,),
+    "Immunization": (Domain.IMMUNIZATIONS,),
+    "Patient": (Domain.PATIENT,),
+}
 
 
 @dataclass(frozen=True)
@@ -252,9 +379,29 @@ class ClinicalFacts:
     medications: tuple[MedicationFact, ...] = ()
     responses: tuple[ResponseFinding, ...] = ()
     problems: tuple[DataProblem, ...] = ()
-    # Data categories that could not be retrieved at all ("Observation", "MedicationAdministration",
-    # ...): rules needing them say so with obtain-data instead of passing.
+    # Legacy: data categories that could not be retrieved ("Observation", ...); read through
+    # `status()`, which maps them to domains. New code sets `availability`.
     unavailable: frozenset[str] = field(default_factory=frozenset)
+    # Per data domain: how it was read (retrieval decides). A domain not listed was read whole.
+    availability: Mapping[Domain, DomainStatus] = field(default_factory=lambda: MappingProxyType({}))
+
+    def status(self, domain: Domain) -> DomainStatus:
+        """How `domain` was read: `availability`, else the legacy `unavailable` set, else complete."""
+        own = self.availability.get(domain)
+        if own is not None:
+            return own
+        if any(domain in _LEGACY_DOMAINS.get(name, ()) for name in self.unavailable):
+            return DomainStatus(Availability.UNREADABLE)
+        return COMPLETE
+
+    def not_read(self) -> dict[Domain, DomainStatus]:
+        """Every domain not read whole, with its status (in Domain order)."""
+        out = {}
+        for domain in Domain:
+            st = self.status(domain)
+            if not st.read_whole:
+                out[domain] = st
+        return out
 
     def series(self, analyte: Analyte) -> tuple[Measurement, ...]:
         return tuple(m for m in self.measurements if m.analyte == analyte)

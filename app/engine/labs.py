@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from app.engine import ctcae
 from app.engine.context import RuleContext
 from app.engine.decisions import Evidence
-from app.engine.facts import Analyte, Measurement
+from app.engine.facts import Analyte, Domain, Measurement
 from app.engine.text import sent_as
 
 DISPLAY: dict[str, str] = {
@@ -46,6 +46,21 @@ DISPLAY: dict[str, str] = {
 }
 
 UNIT_DISPLAY = {"10*9/L": "x10^9/L", "1": ""}
+
+# The data domain each analyte is read from (app.prefetch_queries groups): its read status
+# (issue #8) decides whether "no result" means "none on record" or "could not be read".
+ANALYTE_DOMAIN: dict[Analyte, Domain] = {
+    **{a: Domain.BLOOD_COUNTS for a in (Analyte.ANC, Analyte.PLATELETS, Analyte.WBC,
+                                        Analyte.PERIPHERAL_BLASTS)},
+    **{a: Domain.HEIGHT_WEIGHT for a in (Analyte.HEIGHT, Analyte.WEIGHT)},
+    Analyte.QTC: Domain.ECG,
+    **{a: Domain.DISEASE for a in (Analyte.MARROW_BLASTS, Analyte.CD22, Analyte.MRD)},
+}
+
+
+def domain_of(analyte: Analyte) -> Domain:
+    return ANALYTE_DOMAIN.get(analyte, Domain.LIVER_LABS)
+
 
 PLATELET_TRANSFUSION = "platelet-transfusion"
 _VOID_PROCEDURE = {"not-done", "entered-in-error", "revoked", "preparation", "draft", "stopped"}
@@ -239,6 +254,7 @@ class LabLookup:
     status: str  # ok | missing | stale | unusable | preliminary | transfused | unavailable
     notes: tuple[str, ...] = ()  # flags to show on the card (preliminary newer result, ...)
     flagged: tuple[Evidence, ...] = ()  # evidence rows for ignored results (preliminary, transfused)
+    unread: str = ""  # status "unavailable": how its domain was read ("could not be read (503)")
 
     @property
     def ok(self) -> bool:
@@ -254,7 +270,7 @@ class LabLookup:
             "preliminary": f"{n} only preliminary {since}",
             "transfused": f"{n} only within {ctx.policy.transfusion_window_hours} h after a "
             "platelet transfusion",
-            "unavailable": f"{n} could not be retrieved",
+            "unavailable": f"{n} {self.unread or 'could not be read'}",
         }.get(self.status, f"{n}: {self.status}")
 
 
@@ -293,8 +309,9 @@ def current(ctx: RuleContext, analyte: Analyte, qtc_baseline: float | None = Non
     if best is not None:
         return LabLookup(analyte, read(best, ctx.policy, qtc_baseline), "ok", tuple(notes),
                          tuple(flagged))
-    if "Observation" in ctx.facts.unavailable:
-        return LabLookup(analyte, None, "unavailable", tuple(notes), tuple(flagged))
+    domain_read = ctx.facts.status(domain_of(analyte))
+    if not domain_read.read_whole:  # "could not be read" is not "no result on record" (issue #8)
+        return LabLookup(analyte, None, "unavailable", tuple(notes), tuple(flagged), domain_read.text())
     if any(m.preliminary for m in all_fresh):
         status = "preliminary"
     elif final_fresh:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from app import __version__, facts_builder, fhir_client
+from app import __version__, facts_builder, fhir_client, observability
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
 from app.http import feedback, report
+from app.http.auth import configure_security, openapi_security_responses, own_fhir_base
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
 from app.http.limits import BodyLimit
@@ -32,6 +38,9 @@ Services: `besponsa-order-sign`, `besponsa-order-select`, `besponsa-patient-view
 carries `extension["besponsa-cds"]` with its decision, rules, citations, evidence and label."""
 
 
+log = logging.getLogger("besponsa_cds.app")
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -39,22 +48,52 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if getattr(app.state, "policy", None) is None:
         app.state.policy = load_policy(settings.policy_file)
     opened = getattr(app.state, "store", None) is None
-    if opened:
-        from app.storage import open_store
+    purge_task = None
+    if opened:  # the configured database, cards recorded by the background writer
+        from app.storage.store import open_configured_store
+        from app.storage.writer import BufferedCardStore, CardWriter
 
-        app.state.store = open_store(settings.database_url)
-    own_fhir = f"{settings.public_base_url.rstrip('/')}/fhir" if settings.embedded_fhir else None
+        store = open_configured_store(settings)
+        writer = CardWriter(store, max_queue=settings.store_queue_size, batch_size=settings.store_batch_size,
+                            flush_interval=settings.store_flush_interval_seconds)
+        writer.start()
+        app.state.store = BufferedCardStore(store, writer, card_wait=settings.feedback_card_wait_seconds)
+        if settings.purge_interval_hours > 0:
+            purge_task = asyncio.create_task(_periodic_purge(app.state.store, settings))
+    tracing = observability.tracing_requested() and observability.configure_tracing()
+    own_fhir = own_fhir_base(settings)
     if own_fhir:  # a hook whose fhirServer is this service's demo server is answered in process
         fhir_client.route_to_asgi(own_fhir, app)
     try:
         yield
     finally:
+        # uvicorn runs this after SIGTERM once in-flight requests have finished (or after
+        # BESPONSA_GRACEFUL_SHUTDOWN_SECONDS): then the writer commits what is queued.
+        if purge_task is not None:
+            purge_task.cancel()
         if own_fhir:
             fhir_client.unroute(own_fhir)
         await fhir_client.aclose()
         close = getattr(app.state.store, "close", None) if opened else None
         if callable(close):
-            close()
+            await run_in_threadpool(close)
+        if tracing:
+            observability.shutdown_tracing()
+
+
+async def _periodic_purge(store: object, settings: Settings) -> None:
+    """Retention in `serve`: purge every BESPONSA_PURGE_INTERVAL_HOURS (first run after at most
+    5 minutes, jittered so that replicas do not purge in step). Failures are logged and retried."""
+    interval = settings.purge_interval_hours * 3600
+    await asyncio.sleep(min(interval, 300) * random.uniform(0.5, 1.0))
+    while True:
+        try:
+            cards, feedback = await run_in_threadpool(
+                store.purge_retention, now=datetime.now(UTC), retention_days=settings.retention_days)  # type: ignore[attr-defined]
+            observability.purged(cards, feedback)
+        except Exception as exc:  # noqa: BLE001 - retention must never stop the service
+            log.error("periodic purge failed", extra={"error_type": type(exc).__name__})
+        await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -71,6 +110,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    openapi_security_responses(doc)
     app.openapi_schema = doc
     return doc
 
@@ -78,6 +118,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    observability.install_log_context()  # hookInstance on every line of a hook call
     app = FastAPI(
         title="besponsa-cds",
         version=__version__,
@@ -86,14 +127,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = SERVICES
+    configure_security(app, settings)  # trusted clients, profile checks (StartupRefused)
     install_error_handlers(app)
     # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # 413 before a body is held
 
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=origins,
+        allow_origins=settings.cors_origin_list,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
@@ -101,6 +142,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(_AccessLog)
 
     app.include_router(hooks_router)
+    app.add_api_route("/readyz", _readyz, methods=["GET"], tags=["Operations"],
+                      summary="Readiness: 503 while the database is unreachable or not migrated",
+                      responses={503: {"description": "Not ready: the database does not answer"}})
+    app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["Operations"],
+                      summary="Prometheus metrics of this process", response_class=Response)
     app.include_router(feedback.router)  # POST /cds-services/{id}/feedback
     if settings.report_endpoint:
         app.include_router(report.router)  # GET /governance/report
@@ -113,8 +159,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+async def _readyz(request: Request) -> JSONResponse:
+    """Ready when the card store's database answers within the pool timeout and holds the migrated
+    schema. Liveness (/healthz) does not look at the database: an outage must not make the
+    orchestrator restart replicas."""
+    store = request.app.state.store
+    ping = getattr(store, "ping", None)
+    if callable(ping):
+        try:
+            await asyncio.wait_for(run_in_threadpool(ping), request.app.state.settings.db_pool_timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("not ready: database unreachable or not migrated", extra={"error_type": type(exc).__name__})
+            return JSONResponse(status_code=503, content={
+                "status": "unavailable", "reason": "the card store's database does not answer or is not migrated"})
+    writer = getattr(store, "writer", None)
+    body: dict[str, Any] = {"status": "ready", "version": __version__}
+    if writer is not None:
+        body["cardStoreQueue"] = writer.depth()
+    return JSONResponse(body)
+
+
+async def _metrics() -> Response:
+    payload, content_type = observability.metrics_payload()
+    return Response(payload, media_type=content_type)
+
+
+_QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
 class _AccessLog:
-    """One log line per request: method, path (no query string), status, duration."""
+    """One log line per request: method, path (no query string), status, duration. Probes,
+    scrapes and the embedded FHIR server's requests log at DEBUG (noise at INFO). Also the
+    request metric and, when tracing is on, the server span."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -133,10 +209,18 @@ class _AccessLog:
                 status = message["status"]
             await send(message)
 
+        path = scope.get("path") or ""
+        method = scope.get("method") or ""
         try:
-            await self.app(scope, receive, _send)
+            with observability.http_span(method, path, scope.get("headers")) as span:
+                await self.app(scope, receive, _send)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
         finally:
-            self.log.info(
+            observability.http_request(path, method, status)
+            quiet = path in _QUIET_PATHS or path == "/fhir" or path.startswith("/fhir/")
+            self.log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "request",
                 extra={
                     "method": scope.get("method"),

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.discovery import SERVICES
+from app.http.auth import authenticate_client
 from app.http.examples import ERROR_EXAMPLES
 from app.http.json_body import read_json
 from app.storage import FeedbackRejected
@@ -105,6 +107,7 @@ def _service_known(services: Any, service_id: str) -> bool:
 @router.post(
     "/cds-services/{service_id}/feedback",
     summary="CDS Hooks 2.0 feedback: accepted suggestions and override reasons for shown cards",
+    dependencies=[Depends(authenticate_client)],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -123,6 +126,8 @@ def _service_known(services: Any, service_id: str) -> bool:
         404: {"description": "Unknown service", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
         413: {"description": "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)",
               "content": {"application/json": {"schema": _ERROR_SCHEMA, "example": ERROR_EXAMPLES[413]}}},
+        503: {"description": "The database is unavailable; nothing stored (retry)",
+              "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
     },
 )
 async def post_feedback(service_id: ServiceId, request: Request) -> JSONResponse:
@@ -147,6 +152,10 @@ async def post_feedback(service_id: ServiceId, request: Request) -> JSONResponse
     except FeedbackRejected as exc:
         log.info("feedback rejected", extra={"service": service_id, "errors": len(exc.details)})
         return _error(400, "invalid_request", "The feedback was not stored.", exc.details)
+    except SQLAlchemyError as exc:  # database down or pool exhausted: not stored, the EHR may retry
+        log.error("feedback not stored: database unavailable", extra={"service": service_id,
+                                                                       "error_type": type(exc).__name__})
+        return _error(503, "store_unavailable", "The feedback store is not available; nothing was stored.")
     return JSONResponse(
         {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
     )

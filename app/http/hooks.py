@@ -7,10 +7,11 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from app import __version__
+from app.http.auth import authenticate_client, check_fhir_server
 from app.http.errors import INTERNAL_ERROR, ErrorBody, error_response, invalid_request
 from app.http.examples import ERROR_EXAMPLES, REQUEST_EXAMPLES, RESPONSE_EXAMPLES
 from app.http.json_body import decode_json, off_the_loop, read_body
@@ -19,6 +20,7 @@ from app.settings import Settings
 from cds_hooks.cards import CDSResponse
 from cds_hooks.discovery import DiscoveryResponse, ServiceDefinition
 from cds_hooks.request import CDSRequest, PatientViewContext, RequestProblem, parse_request, validate_context
+from cds_hooks.security import AuthenticatedClient
 
 log = logging.getLogger("besponsa_cds.hooks")
 
@@ -41,6 +43,7 @@ def _error_doc(status: int, description: str) -> dict[str, Any]:
     response_model_exclude_none=True,
     tags=["CDS Hooks"],
     summary="Discovery: the services this server offers",
+    dependencies=[Depends(authenticate_client)],
 )
 async def discovery(request: Request) -> dict[str, Any]:
     return {"services": [s.to_json() for s in request.app.state.services.values()]}
@@ -79,7 +82,7 @@ def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> t
             "description": "Cards, most severe first (possibly none).",
             "content": {"application/json": {"examples": RESPONSE_EXAMPLES}},
         },
-        400: _error_doc(400, "Malformed JSON or a request that breaks CDS Hooks 2.0."),
+        400: _error_doc(400, "Malformed JSON, a request that breaks CDS Hooks 2.0, or a fhirServer not trusted for the caller."),
         404: _error_doc(404, "No service with this id."),
         412: _error_doc(412, "Required prefetch data absent and no fhirServer to fetch it from."),
         413: _error_doc(413, "Body larger than BESPONSA_MAX_BODY_BYTES (refused before it is read)."),
@@ -97,7 +100,9 @@ def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> t
         }
     },
 )
-async def call_service(service_id: ServiceId, request: Request) -> Response:
+async def call_service(
+    service_id: ServiceId, request: Request, caller: AuthenticatedClient | None = Depends(authenticate_client)
+) -> Response:
     started = time.perf_counter()
     now = datetime.now(UTC)  # the request time: the only clock read of a hook call
     fields: dict[str, Any] = {"service": service_id}
@@ -113,6 +118,7 @@ async def call_service(service_id: ServiceId, request: Request) -> Response:
         except RequestProblem as exc:
             raise invalid_request(exc.message, exc.details) from exc
         fields["hookInstance"] = str(hook_request.hookInstance)
+        check_fhir_server(request, caller, hook_request.fhirServer)  # before anything is fetched
         fields["patient"] = context.patientId
         result = await run_hook(
             service,

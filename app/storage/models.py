@@ -73,3 +73,13 @@ feedback = Table(
     # Idempotency: the same feedback (card, outcome, time) sent twice is stored once.
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_identity"),
 )
+
+# CDS client JWT ids already accepted (CDS Hooks 2.0 replay protection), shared by every worker
+# and replica; a row is kept until the token's expiry (plus leeway), then purged.
+used_token_ids = Table(
+    "used_token_ids",
+    metadata,
+    Column("iss", String(255), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)

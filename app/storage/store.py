@@ -1,8 +1,10 @@
 """CardStore: every card shown and the clinicians' feedback, in SQLite (default) or PostgreSQL.
 
 `open_store(url)` creates the SQLite directory if needed and upgrades the schema to the newest
-Alembic migration (shipped in `app/storage/migrations`). Methods are synchronous (SQLAlchemy 2.x
-Core); HTTP handlers call them in a thread pool. Free-text user comments are stored, never logged.
+Alembic migration (shipped in `app/storage/migrations`; on PostgreSQL under an advisory lock, so
+replicas starting together migrate once). Methods are synchronous (SQLAlchemy 2.x Core); HTTP
+handlers call them in a thread pool, the card writer (`app/storage/writer.py`) from its thread.
+Free-text user comments are stored, never logged.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
-from app import overrides
+from app import observability, overrides
 from app.engine.decisions import Decision
 from app.storage.models import cards as cards_t
 from app.storage.models import feedback as feedback_t
+from app.storage.models import used_token_ids as token_ids_t
 from cds_hooks.cards import Card
 from cds_hooks.feedback import FeedbackItem
 
@@ -57,21 +62,50 @@ def _rule_key(rule: str) -> tuple[str, int, str]:
     return (m.group(1), int(m.group(2)), rule) if m else (rule, 0, rule)
 
 
+_PURGE_EVERY_SECONDS = 60.0  # expired token ids are deleted at most this often per store
+
+
 class CardStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._purged_at = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
 
-    def migrate(self) -> None:
-        """Upgrade the schema to head (idempotent; serialised on PostgreSQL)."""
+    def migrate(self) -> bool:
+        """Upgrade the schema to head (idempotent). On PostgreSQL the upgrade runs under a
+        transaction-scoped advisory lock: replicas starting at the same instant wait for the first,
+        then find the schema at head. True if this call changed the schema."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
+            before = MigrationContext.configure(conn).get_current_revision()
+            if before == head:
+                log.info("database schema already at %s", head)
+                return False
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        log.info("database schema upgraded from %s to %s", before or "empty", head)
+        return True
+
+    def schema_revision(self) -> str | None:
+        """The schema's Alembic revision (None before the first migration)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def ping(self) -> None:
+        """Raise unless the database answers and holds the migrated schema (readiness)."""
+        with self.engine.connect() as conn:
+            if conn.execute(text("SELECT version_num FROM alembic_version")).first() is None:
+                raise RuntimeError("the database schema has not been migrated")
+
+    @property
+    def url(self) -> str:
+        """The database URL without its password (for `report` and logs)."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -90,6 +124,26 @@ class CardStore:
     ) -> int:
         """Record the cards of one response (cards[i] was built from decisions[i]). Returns rows
         added; a card uuid already stored is left as it is."""
+        rows = self.card_rows(service_id=service_id, hook_instance=hook_instance, patient_id=patient_id,
+                              cards=cards, decisions=decisions, now=now)
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            added = sum(self._insert_ignore(conn, cards_t, row, ["uuid"]) for row in rows)
+        log.info("recorded %d cards", added, extra={"hookInstance": hook_instance})
+        return added
+
+    @staticmethod
+    def card_rows(
+        *,
+        service_id: str,
+        hook_instance: str,
+        patient_id: str,
+        cards: Sequence[Card],
+        decisions: Sequence[Decision],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """The `cards` rows of one response (cards[i] was built from decisions[i])."""
         if len(cards) != len(decisions):
             raise ValueError(f"{len(cards)} cards but {len(decisions)} decisions")
         rows = []
@@ -107,12 +161,55 @@ class CardStore:
                 "label": decision.label.value,
                 "created_at": now,
             })
+        return rows
+
+    def insert_card_rows(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert many `card_rows` in ONE transaction (the card writer's batch); a uuid already
+        stored is left as it is. Returns rows added."""
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            added = sum(self._insert_ignore(conn, cards_t, row, ["uuid"]) for row in rows)
-        log.info("recorded %d cards", added, extra={"hookInstance": hook_instance})
+            dialect = conn.dialect.name
+            if dialect not in ("sqlite", "postgresql"):
+                return sum(self._insert_ignore(conn, cards_t, row, ["uuid"]) for row in rows)
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            added = 0
+            for start in range(0, len(rows), 500):  # bounded statement size
+                stmt = (insert(cards_t).values(list(rows[start:start + 500]))
+                        .on_conflict_do_nothing(index_elements=["uuid"]).returning(cards_t.c.uuid))
+                added += len(conn.execute(stmt).all())
         return added
+
+    def known_cards(self, uuids: Sequence[str]) -> set[str]:
+        """The uuids among `uuids` that are stored."""
+        if not uuids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(cards_t.c.uuid).where(cards_t.c.uuid.in_(list(uuids)))).scalars())
+
+    def purge(self, *, older_than: datetime, batch: int = 5000) -> tuple[int, int]:
+        """Delete cards created before `older_than` and the feedback on them (retention), in
+        batches of `batch` cards per transaction. Returns (cards, feedback) deleted."""
+        cards_deleted = feedback_deleted = 0
+        while True:
+            with self.engine.begin() as conn:
+                uuids = list(conn.execute(select(cards_t.c.uuid).where(cards_t.c.created_at < older_than)
+                                          .limit(batch)).scalars())
+                if not uuids:
+                    break
+                feedback_deleted += conn.execute(
+                    delete(feedback_t).where(feedback_t.c.card_uuid.in_(uuids))).rowcount or 0
+                cards_deleted += conn.execute(delete(cards_t).where(cards_t.c.uuid.in_(uuids))).rowcount or 0
+        log.info("purged %d cards and %d feedback rows created before %s", cards_deleted, feedback_deleted,
+                 older_than.isoformat(timespec="seconds"))
+        return cards_deleted, feedback_deleted
+
+    def purge_retention(self, *, now: datetime, retention_days: int) -> tuple[int, int]:
+        """`purge` of everything older than `retention_days` before `now`."""
+        return self.purge(older_than=now - timedelta(days=retention_days))
 
     def record_feedback(
         self, service_id: str, items: Sequence[FeedbackItem], now: datetime
@@ -148,12 +245,13 @@ class CardStore:
             if errors:
                 raise FeedbackRejected(errors)
             stored = 0
+            outcomes: dict[str, list[str]] = {"stored": [], "duplicate": []}
             for item in items:
                 reason = item.reason
                 display = reason.display if reason else None
                 if reason and not display and overrides.is_known(reason.system, reason.code):
                     display = overrides.REASONS[reason.code].display
-                stored += self._insert_ignore(conn, feedback_t, {
+                added = self._insert_ignore(conn, feedback_t, {
                     "card_uuid": item.card,
                     "service_id": service_id,
                     "outcome": item.outcome,
@@ -165,10 +263,30 @@ class CardStore:
                     "outcome_timestamp": item.outcomeTimestamp,
                     "received_at": now,
                 }, ["card_uuid", "outcome", "outcome_timestamp"])
+                stored += added
+                outcomes["stored" if added else "duplicate"].append(item.outcome)
+        for kind, seen in outcomes.items():  # counted once committed
+            observability.feedback_counted(service_id, seen, kind)
         result = FeedbackResult(len(items), stored, len(items) - stored)
         log.info("feedback for service %s: %d stored, %d duplicates", service_id, result.stored,
                  result.duplicates)
         return result
+
+    def remember_token_id(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Record a CDS client JWT id (CDS Hooks 2.0 replay protection) until `expires_at`.
+
+        True when (iss, jti) was not seen before or its record has expired; False for a replay.
+        The database arbitrates, so every worker and replica sharing it agrees: of two concurrent
+        calls with one jti exactly one gets True."""
+        with self.engine.begin() as conn:
+            if time.monotonic() - self._purged_at > _PURGE_EVERY_SECONDS:
+                conn.execute(token_ids_t.delete().where(token_ids_t.c.expires_at <= now))
+                self._purged_at = time.monotonic()
+            else:
+                conn.execute(token_ids_t.delete().where(
+                    token_ids_t.c.iss == iss, token_ids_t.c.jti == jti, token_ids_t.c.expires_at <= now))
+            row = {"iss": iss, "jti": jti, "expires_at": expires_at}
+            return self._insert_ignore(conn, token_ids_t, row, ["iss", "jti"]) == 1
 
     @staticmethod
     def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any], keys: list[str]) -> int:
@@ -275,12 +393,21 @@ class CardStore:
         }
 
 
-def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> CardStore:
+def open_store(
+    url: str,
+    *,
+    schema: str | None = None,
+    migrate: bool = True,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    pool_timeout: float = 5.0,
+) -> CardStore:
     """Open (and by default migrate to head) the store at a SQLAlchemy URL.
 
-    `sqlite:///./var/besponsa-cds.db` (default; the directory is created), `sqlite://` (memory),
-    `postgresql+psycopg://user@host/db`. `schema` (PostgreSQL only) puts the tables in that
-    schema, created if missing (tests use it to isolate runs).
+    `sqlite:////path/besponsa-cds.db` (the directory is created), `sqlite://` (memory),
+    `postgresql+psycopg://user@host/db` (pool of `pool_size` + `max_overflow` connections per
+    process). `schema` (PostgreSQL only) puts the tables in that schema, created if missing
+    (tests use it to isolate runs).
     """
     u = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
@@ -292,17 +419,21 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
             kwargs["poolclass"] = StaticPool
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif u.get_backend_name() == "postgresql":
-        kwargs["pool_pre_ping"] = True
+        kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                      pool_timeout=pool_timeout)
+        kwargs["connect_args"] = {"connect_timeout": max(1, round(pool_timeout))}
         if schema:
             if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
                 raise ValueError("schema must be a lower-case SQL identifier")
-            kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+            kwargs["connect_args"]["options"] = f"-csearch_path={schema}"
     engine = create_engine(u, **kwargs)
     if u.get_backend_name() == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
+            if db and db != ":memory:" and not db.startswith("file:"):
+                cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the card writer
             cur.close()
     if schema and u.get_backend_name() == "postgresql":
         with engine.begin() as conn:
@@ -320,3 +451,15 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
                     raise
                 time.sleep(0.2 * (attempt + 1))
     return store
+
+
+def open_configured_store(settings: Any, *, migrate: bool | None = None) -> CardStore:
+    """The store every command uses (serve, report, purge, migrate): `settings.database_url` with
+    the pool sized by settings; migrated when `migrate` (default: `settings.migrate_on_start`)."""
+    return open_store(
+        settings.database_url,
+        migrate=settings.migrate_on_start if migrate is None else migrate,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )

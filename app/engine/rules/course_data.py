@@ -1,14 +1,17 @@
 """Data the treatment course needs (C-1..C-5): obtain-data instead of guessing.
 
-- The administration history could not be read: cycle, day and reduction level are unknown.
+- The administration history was not read whole (ClinicalFacts.status, issue #8): cycle, day
+  and reduction level are unknown; patient-view says so too instead of answering nothing.
 - The Day 1 dose of a cycle after the first depends on the response (D-2) and none is recorded.
 """
 
 from __future__ import annotations
 
 from app.engine.catalogue import RuleSpec
+from app.engine.completeness import NOT_READ, history_not_read
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence
+from app.engine.facts import Domain
 from app.engine.regimen import expected_mg_per_m2
 from app.engine.rules.regimen import make_decision, dose_evidence, where, cite, dose_plan
 from app.engine.text import mg_m2
@@ -47,15 +50,29 @@ def check_course_data(ctx: RuleContext) -> list[Decision]:
 
 def _history(ctx: RuleContext) -> list[Decision]:
     facts = ctx.facts
+    status = facts.status(Domain.ADMINISTRATIONS)  # issue #8: how the history was read
     problems = [p for c in HISTORY_CONCEPTS for p in facts.problems_for(c)]
-    unavailable = [c for c in HISTORY_CONCEPTS if c in facts.unavailable]
-    if not problems and not unavailable:
+    if status.read_whole and not problems:
         return []
-    if facts.draft is None:
-        return []  # patient-view or another drug's order: the course only matters for a dose
-    reason = problems[0].reason if problems else "could not be retrieved"
+    if facts.draft is None:  # patient-view or another drug's order
+        return [] if status.read_whole else [history_not_read(facts, ctx.label)]
     ev = tuple(Evidence(concept="medication-history", reference=p.reference, value=p.reason,
                         date=p.effective) for p in problems)
+    if not status.read_whole:
+        ev = (Evidence(concept=Domain.ADMINISTRATIONS.value, value=status.availability.value,
+                       note=status.reason or None),) + ev
+        return [make_decision(
+            ctx, DecisionCode.OBTAIN_DATA, ("C-2",),
+            (cite(ctx, "SmPC 4.2 Table 1", "USPI 2.1 Table 1"),),
+            f"Obtain administration history: {status.words}; cycle, day and dose unknown",
+            "The inotuzumab ozogamicin administrations (MedicationAdministration): "
+            f"{status.text()}. The cycle and day of this dose, the interval since the last dose "
+            "and the reduction level in force come from them, so they are **unknown**: no dose "
+            "is advised and the dose, spacing and interruption checks (D-4, D-6, T-1..T-4) were "
+            "not made. Retry, or check the history in the chart before the dose is given.",
+            evidence=ev, needed_data=("medication-history",),
+            extras={NOT_READ: {Domain.ADMINISTRATIONS.value: status.availability.value}})]
+    reason = problems[0].reason
     return [make_decision(
         ctx, DecisionCode.OBTAIN_DATA, ("C-2",),
         (cite(ctx, "SmPC 4.2 Table 1", "USPI 2.1 Table 1"),),
