@@ -78,6 +78,7 @@ class CardContext:
     encounter_id: str | None = None
     draft_order: dict[str, Any] | None = None  # the raw draft inotuzumab MedicationRequest JSON
     premedication_file: str | None = None  # JSON template (app/data/premedication.json shape)
+    smart_launch_url: str | None = None  # the treatment-timeline app (app.smart.launch_url)
 
 
 def build_cards(decisions: list[Decision], ctx: CardContext) -> list[Card]:
@@ -112,7 +113,7 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
         suggestions=suggestions or None,
         selectionBehavior=_selection_behavior(suggestions),
         overrideReasons=_override_reasons(decision) or None,
-        links=_links(decision, label),
+        links=_links(decision, label) + _smart_links(ctx),
         extension={EXTENSION_KEY: extension_payload(decision, label)},
     )
     return card
@@ -228,6 +229,13 @@ def _links(decision: Decision, label: Label) -> list[Link]:
     if us:
         links.append(Link(label=f"US Prescribing Information (FDA): {', '.join(us)}", url=FDA_LABEL_URL))
     return links
+
+
+def _smart_links(ctx: CardContext) -> list[Link]:
+    """The treatment timeline, a SMART app the EHR launches with iss + launch (CDS Hooks 2.0 Link)."""
+    if not ctx.smart_launch_url:
+        return []
+    return [Link(label="Treatment timeline (SMART app)", url=ctx.smart_launch_url, type="smart")]
 
 
 def _override_reasons(decision: Decision) -> list[Coding]:

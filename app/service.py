@@ -16,7 +16,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from app import cards as cards_module
-from app import engine, facts_builder, observability, retrieval
+from app import engine, facts_builder, observability, retrieval, smart
 from app.engine.decisions import Label
 from app.engine.facts import Availability, DataProblem, Domain, DomainStatus
 from app.engine.policy import Policy
@@ -151,6 +151,9 @@ async def _run_hook(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
         domain_availability(key_status),
         hook=service.hook, settings=settings, policy=policy, now=now, watch=watch,
+        smart_launch_url=smart.launch_url(settings.public_base_url, fhir_server=request.fhirServer,
+                                          patient_id=context.patientId,
+                                          embedded_fhir=settings.embedded_fhir),
     )
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that
@@ -191,6 +194,15 @@ def response_body(card_json: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"cards": card_json})
 
 
+def evaluate_for_hook(hook: str, facts: Any, now: datetime, policy: Policy, label: Label,
+                      settings: Settings) -> list[Any]:
+    """The engine's decisions for one hook: patient-view evaluates the next due dose as an order
+    for it would be (#10); order hooks evaluate the draft. The SMART timeline uses the same."""
+    if hook == "patient-view":
+        return engine.evaluate_next_dose(facts, now, policy, label, plan_card=settings.patient_view_plan_card)
+    return engine.evaluate(facts, now, policy, label)
+
+
 def _decide(
     context: PatientViewContext,
     retrieved: retrieval.Retrieved,
@@ -205,6 +217,7 @@ def _decide(
     policy: Policy,
     now: datetime,
     watch: _Stopwatch,
+    smart_launch_url: str | None = None,
 ) -> _Decided:
     label = Label(settings.label)
     facts = facts_builder.build_facts(
@@ -218,11 +231,7 @@ def _decide(
         availability=availability,
     )
     watch.lap("facts")
-    if hook == "patient-view":  # the next due dose, as an order for it would be
-        decisions = engine.evaluate_next_dose(facts, now, policy, label,
-                                              plan_card=settings.patient_view_plan_card)
-    else:
-        decisions = engine.evaluate(facts, now, policy, label)
+    decisions = evaluate_for_hook(hook, facts, now, policy, label, settings)
     watch.lap("engine")
 
     draft = find_resource(draft_orders, facts.draft.reference) if facts.draft else None
@@ -233,6 +242,7 @@ def _decide(
         encounter_id=context.encounterId,
         draft_order=draft,
         premedication_file=settings.premedication_file,
+        smart_launch_url=smart_launch_url,
     )
     cards = cards_module.build_cards(decisions, card_context)
     card_json = [card.to_json() for card in cards]

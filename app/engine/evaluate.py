@@ -57,10 +57,9 @@ def evaluate(
     policy = policy or Policy()
     label = Label(label)
     if facts.draft is None and not facts.doses_given and not planned_orders(facts):
-        # never given and nothing planned (#10: a planned course is the patient's)
         if completeness.history_read(facts):
-            return []  # never given the drug (as far as a history read whole shows)
-        return [completeness.history_not_read(facts, label)]  # never `[]` on failed data
+            return []  # never given and nothing planned (#10), as far as a history read whole shows
+        return [completeness.history_not_read(facts, label)]  # never `[]` on failed data (#8)
     try:
         course = reconstruct_course(facts, now, policy)
     except Exception as exc:  # every rule needs the course: say nothing was checked

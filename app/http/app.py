@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app import __version__, facts_builder, fhir_client, observability
 from app.discovery import SERVICES
 from app.engine.policy import load_policy
-from app.http import feedback, report
+from app.http import feedback, landing, report, smart
 from app.http.auth import configure_security, openapi_security_responses, own_fhir_base
 from app.http.errors import install_error_handlers
 from app.http.hooks import router as hooks_router
@@ -148,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["Operations"],
                       summary="Prometheus metrics of this process", response_class=Response)
     app.include_router(feedback.router)  # POST /cds-services/{id}/feedback
+    app.include_router(landing.router)  # GET /
+    app.include_router(smart.router)  # /smart/: the SMART treatment-timeline app
     if settings.report_endpoint:
         app.include_router(report.router)  # GET /governance/report
     if settings.embedded_fhir:
