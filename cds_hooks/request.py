@@ -52,7 +52,7 @@ FhirId = Annotated[
     str, AfterValidator(_fhir_id), WithJsonSchema({"type": "string", "pattern": f"^{_FHIR_ID.pattern}$"})
 ]
 HttpUrl = Annotated[
-    str, AfterValidator(_http_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"})
+    str, AfterValidator(_http_url), WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://[^/?#@]+"})
 ]
 NonEmpty = Annotated[str, Field(min_length=1)]
 Reference = Annotated[

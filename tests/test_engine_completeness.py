@@ -101,6 +101,24 @@ def test_patient_view_history_unreadable_is_a_card_not_silence():
     assert evaluate(ClinicalFacts(patient=PatientInfo("p")), T0) == []
 
 
+def test_patient_view_no_dose_and_orders_unreadable_is_a_card_not_silence():
+    # a patient about to start shows only through an order: orders that failed leave it unknown
+    from app.engine.facts import PatientInfo
+
+    empty = ClinicalFacts(patient=PatientInfo("p"))
+    f = with_status(empty, administrations=(A.EMPTY, ""),
+                    other_medications=(A.UNREADABLE, "FHIR server answered 503"))
+    (d,) = evaluate(f, T0)
+    assert d.code is DecisionCode.OBTAIN_DATA and d.dose is None
+    assert d.summary.startswith("Medication orders could not be read")
+    assert "FHIR server answered 503" in d.detail
+    partial = with_status(empty, other_medications=(A.PARTIAL, "page limit"))
+    assert [x.code for x in evaluate(partial, T0)] == [DecisionCode.OBTAIN_DATA]
+    # not provided by the EHR is not an error: a chart with no dose and no plan stays silent
+    quiet = with_status(empty, other_medications=(A.NOT_PROVIDED, "absent"))
+    assert evaluate(quiet, T0) == []
+
+
 def test_legacy_unavailable_set_still_reads_as_unreadable():
     from dataclasses import replace
 

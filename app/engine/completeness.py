@@ -92,6 +92,12 @@ def history_read(facts: ClinicalFacts) -> bool:
     return facts.status(Domain.ADMINISTRATIONS).read_whole
 
 
+def treatment_status_known(facts: ClinicalFacts) -> bool:
+    """"Never given and nothing planned" is a fact only when the administrations were read whole
+    and the orders, where a planned course is found (MedicationRequest), did not fail."""
+    return history_read(facts) and not facts.status(Domain.OTHER_MEDICATIONS).availability.failed
+
+
 # Where the response is read from (C-5: findings, marrow blasts, Condition in remission).
 RESPONSE_DOMAINS: tuple[Domain, ...] = (Domain.DISEASE, Domain.CONDITIONS)
 
@@ -217,11 +223,18 @@ def history_not_read(facts: ClinicalFacts, label: Label) -> Decision:
     """patient-view (or another drug's order) when the administrations could not be read: say so,
     never answer nothing, which would read as "not on inotuzumab ozogamicin"."""
     st = facts.status(Domain.ADMINISTRATIONS)
-    text = (f"Administration history {st.words}: inotuzumab ozogamicin "
-            "treatment status unknown")
-    body = (f"The inotuzumab ozogamicin administrations (MedicationAdministration): {st.text()}. "
-            "Whether this patient is on treatment, and what the next dose requires, cannot be "
-            "said until they are read. This is not the same as no dose on record.")
+    if st.read_whole:  # no dose given, but the orders that would show a planned course failed
+        st = facts.status(Domain.OTHER_MEDICATIONS)
+        text = f"Medication orders {st.words}: inotuzumab ozogamicin treatment status unknown"
+        body = (f"No inotuzumab ozogamicin dose is on record, but the medication orders "
+                f"(MedicationRequest), where a planned course would show: {st.text()}. Whether "
+                "this patient is about to start treatment cannot be said until they are read.")
+    else:
+        text = (f"Administration history {st.words}: inotuzumab ozogamicin "
+                "treatment status unknown")
+        body = (f"The inotuzumab ozogamicin administrations (MedicationAdministration): {st.text()}. "
+                "Whether this patient is on treatment, and what the next dose requires, cannot be "
+                "said until they are read. This is not the same as no dose on record.")
     return Decision(
         code=DecisionCode.OBTAIN_DATA, rules=("C-2",), citations=(), summary=summary(text),
         detail=detail(body, label=label), label=label,

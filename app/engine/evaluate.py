@@ -57,7 +57,7 @@ def evaluate(
     policy = policy or Policy()
     label = Label(label)
     if facts.draft is None and not facts.doses_given and not planned_orders(facts):
-        if completeness.history_read(facts):
+        if completeness.treatment_status_known(facts):
             return []  # never given and nothing planned (#10), as far as a history read whole shows
         return [completeness.history_not_read(facts, label)]  # never `[]` on failed data (#8)
     try:

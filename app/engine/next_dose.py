@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
+from app.engine.completeness import history_read
 from app.engine.context import RuleContext
 from app.engine.course import place_doses, planned_next_cycle_start, reconstruct_course
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
@@ -125,7 +126,7 @@ def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDo
     """The next due dose, or None for a patient never given the drug and with no planned order,
     or whose administrations could not be retrieved (where the patient is cannot be known: the
     evaluation without a draft says so)."""
-    if "MedicationAdministration" in facts.unavailable:
+    if not history_read(facts):  # administrations not read whole (#8): the evaluation says so
         return None
     given = [d for d in facts.doses_given if d.given_at.date() <= now.date()]
     if given and (now - given[-1].given_at).days > policy.next_dose_window_days:
@@ -225,8 +226,8 @@ def _labs_not_yet_due(decisions: list[Decision], dose_facts: ClinicalFacts, nd: 
              and _only_not_yet_measured(d)]
     rest = [d for d in decisions if d not in fresh]
     if not fresh or not all(d.code is DecisionCode.CAUTION for d in rest) or any(
-            d.extras.get(ENGINE_ERROR) for d in rest):
-        return decisions
+            d.extras.get(ENGINE_ERROR) for d in rest) or dose_facts.not_read():
+        return decisions  # anything else objects, or data not read whole (#8): as the rules say
     course = reconstruct_course(dose_facts, now, policy)
     ctx = RuleContext(facts=dose_facts, now=now, policy=policy, label=label, course=course)
     proceed = proceed_decision(ctx)

@@ -26,7 +26,7 @@ from app.engine.facts import ClinicalFacts
 from app.engine.policy import Policy
 from app.http.errors import ErrorBody, error_response
 from app.http.json_body import read_json
-from app.prefetch_queries import PREFETCH_RESOURCE_TYPES, REQUIRED_KEYS
+from app.prefetch_queries import PREFETCH_RESOURCE_TYPES, REQUIRED_KEYS, domain_availability
 from app.service import evaluate_for_hook
 from app.settings import Settings
 from app.smart import STATIC_DIR
@@ -124,7 +124,7 @@ async def timeline(request: Request) -> JSONResponse:
                                     "details": error_details(exc)})
     if body.resources is not None:
         resources = body.resources if isinstance(body.resources, list) else [body.resources]
-        problems, unavailable = [], set()
+        problems, unavailable, availability = [], set(), None  # taken as complete
     else:
         queries = fill_templates(_patient_view_queries(request), {"patientId": body.patientId}).queries
         try:
@@ -137,21 +137,24 @@ async def timeline(request: Request) -> JSONResponse:
             return error_response(412, {"error": "required_data_unavailable",
                                         "message": exc.reason, "keys": sorted(exc.keys)})
         resources, problems, unavailable = got.resources, got.problems, got.unavailable
+        availability = domain_availability(dict(got.status))  # what was read, as for a hook call
     if len(resources) > MAX_RESOURCES:
         return error_response(400, {"error": "invalid_request",
                                     "message": f"At most {MAX_RESOURCES} resources per request.",
                                     "details": [{"field": "resources", "message": "too many"}]})
     doc, decided = await run_in_threadpool(  # CPU-bound, off the event loop (as a hook call)
-        _timeline_document, body.patientId, resources, problems, unavailable, now, policy, settings)
+        _timeline_document, body.patientId, resources, problems, unavailable, availability, now, policy,
+        settings)
     log.info("timeline", extra={"patient": body.patientId, "decisions": decided})
     return JSONResponse(doc)
 
 
 def _timeline_document(patient_id: str, resources: list[dict[str, Any]], problems: list[Any],
-                       unavailable: set[str], now: datetime, policy: Policy,
+                       unavailable: set[str], availability: Any, now: datetime, policy: Policy,
                        settings: Settings) -> tuple[dict[str, Any], int]:
+    extra = {"availability": availability} if availability is not None else {}
     facts = facts_builder.build_facts(patient_id, resources, None, now, problems=problems,
-                                      unavailable=frozenset(unavailable))
+                                      unavailable=frozenset(unavailable), **extra)
     label = Label(settings.label)
     decisions = patient_view_decisions(facts, now, policy, label, settings)
     return build_timeline(facts, decisions, now, policy, label.value), len(decisions)
