@@ -27,6 +27,7 @@ from typing import Any
 from app import orders, overrides
 from app.engine.completeness import NOT_CHECKED, NOT_READ
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
+from app.engine.next_dose import NEXT_DOSE
 from app.extensions import BASE
 from cds_hooks.cards import Action, Card, Coding, Link, Source, Suggestion
 
@@ -105,7 +106,7 @@ def build_card(decision: Decision, ctx: CardContext) -> Card:
             url=LABEL_URLS[label],
             topic=Coding(
                 system=DECISION_SYSTEM, code=decision.code.value,
-                display=("Next dose: plan" if "next_dose" in decision.extras
+                display=("Next dose: plan" if NEXT_DOSE in decision.extras
                          and decision.code is DecisionCode.PROCEED
                          else DECISION_DISPLAY[decision.code]),
             ),
@@ -149,7 +150,7 @@ NEEDED_WORDS: dict[str, str] = {  # Decision.needed_data ids in words, for the f
 def action_line(decision: Decision) -> str | None:
     """The detail's first line: what to do, in one sentence (the rest says why). None for
     patient-view decisions, whose detail already opens with the action on the next dose."""
-    if "next_dose" in decision.extras:
+    if NEXT_DOSE in decision.extras:
         return None
     code, dose = decision.code, decision.dose
     dose_text = (f"{orders.fmt_number(dose.mg)} mg ({orders.fmt_number(dose.mg_per_m2)} mg/m2 x "
@@ -350,6 +351,21 @@ def evidence_json(ev: Evidence) -> dict[str, Any]:
     return out
 
 
+def decision_fields(decision: Decision) -> dict[str, Any]:
+    """Members the card extension and the SMART timeline document share, under the same names:
+    when to re-order, what recovery to wait for, which data is needed, whether it was inferred."""
+    out: dict[str, Any] = {}
+    if decision.hold_until:
+        out["holdUntil"] = decision.hold_until.isoformat()
+    if decision.recovery_criteria:
+        out["recoveryCriteria"] = decision.recovery_criteria
+    if decision.needed_data:
+        out["neededData"] = list(decision.needed_data)
+    if decision.inferred:
+        out["inferred"] = True
+    return out
+
+
 def extension_payload(decision: Decision, label: Label) -> dict[str, Any]:
     """`extension["besponsa-cds"]` (clinical-rules.md section 6). Empty members are omitted."""
     payload: dict[str, Any] = {
@@ -362,19 +378,12 @@ def extension_payload(decision: Decision, label: Label) -> dict[str, Any]:
     if decision.dose:
         payload["dose"] = {k: v for k, v in dataclasses.asdict(decision.dose).items()
                            if v is not None and v != ""}
-    if decision.hold_until:
-        payload["holdUntil"] = decision.hold_until.isoformat()
-    if decision.recovery_criteria:
-        payload["recoveryCriteria"] = decision.recovery_criteria
-    if decision.needed_data:
-        payload["neededData"] = list(decision.needed_data)
-    if decision.inferred:
-        payload["inferred"] = True
+    payload.update(decision_fields(decision))
     if decision.extras.get(NOT_READ):
         payload["notRead"] = dict(decision.extras[NOT_READ])
     if decision.extras.get(NOT_CHECKED):
         payload["notChecked"] = dict(decision.extras[NOT_CHECKED])
-    next_dose = decision.extras.get("next_dose")
+    next_dose = decision.extras.get(NEXT_DOSE)
     if next_dose is not None and hasattr(next_dose, "as_json"):  # patient-view (app.engine.next_dose)
         payload["nextDose"] = next_dose.as_json()
     return orders.prune(payload)

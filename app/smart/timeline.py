@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from app.cards import DECISION_DISPLAY
+from app.cards import DECISION_DISPLAY, decision_fields
 from app.engine import labs
 from app.engine.context import Course, Response
 from app.engine.course import (
@@ -28,12 +28,12 @@ from app.engine.course import (
 )
 from app.engine.decisions import Decision, DecisionCode
 from app.engine.facts import Analyte, ClinicalFacts, DraftDose
+from app.engine.next_dose import NEXT_DOSE
 from app.engine.policy import Policy
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-NEXT_DOSE_KEY = "next_dose"  # Decision.extras key of the next due dose patient-view evaluated
 DOSES_PER_CYCLE = 3  # Days 1, 8 and 15 (SmPC 4.2 Table 1)
 
 COUNT_ANALYTES = (Analyte.ANC, Analyte.PLATELETS)
@@ -235,21 +235,14 @@ def _decision_json(d: Decision) -> dict[str, Any]:
     dose = _dose_json(d)
     if dose:
         out["dose"] = dose
-    if d.hold_until:
-        out["holdUntil"] = d.hold_until.isoformat()
-    if d.recovery_criteria:
-        out["recoveryCriteria"] = d.recovery_criteria
-    if d.needed_data:
-        out["neededData"] = list(d.needed_data)
-    if d.inferred:
-        out["inferred"] = True
+    out.update(decision_fields(d))
     return out
 
 
 def _evaluated_next_dose(decisions: list[Decision]) -> Any | None:
-    """The next due dose patient-view evaluated (Decision.extras[NEXT_DOSE_KEY]), if any."""
+    """The next due dose patient-view evaluated (Decision.extras[NEXT_DOSE]), if any."""
     for d in decisions:
-        nd = d.extras.get(NEXT_DOSE_KEY)
+        nd = d.extras.get(NEXT_DOSE)
         if nd is not None and hasattr(nd, "as_json"):
             return nd
     return None
@@ -260,7 +253,7 @@ def _next_dose(facts: ClinicalFacts, decisions: list[Decision]) -> dict[str, Any
     of the first decision that carries one (Decision.dose)."""
     nd = _evaluated_next_dose(decisions)
     if nd is not None:
-        about = [d for d in decisions if d.extras.get(NEXT_DOSE_KEY) is nd] or decisions[:1]
+        about = [d for d in decisions if d.extras.get(NEXT_DOSE) is nd] or decisions[:1]
         j = nd.as_json()
         dose = next((x for x in (_dose_json(d) for d in about) if x), None)  # e.g. the reduced dose
         out = {
