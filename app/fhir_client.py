@@ -17,7 +17,11 @@ import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
+from anyio.abc import SocketAttribute
+from httpcore._backends.anyio import AnyIOBackend, AnyIOStream
+from httpcore._utils import is_socket_readable
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_HEADERS = {"Accept": f"{FHIR_JSON}, application/json;q=0.9"}
@@ -26,6 +30,98 @@ DEFAULT_HEADERS = {"Accept": f"{FHIR_JSON}, application/json;q=0.9"}
 # CPU with 50) and, above the keep-alive limit, opened and closed connections under load.
 _LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
 MAX_SERVER_CLIENTS = 32  # FHIR servers with a pool of their own, per event loop
+
+
+class _Stream(AnyIOStream):
+    """httpcore's anyio stream with the raw socket looked up once. httpcore asks every pooled
+    connection `is_readable` on each request it places (has the server closed it?), and anyio
+    builds its whole attribute table to answer: a third of a fetch-mode call's CPU (issue #11)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._sock = stream.extra(SocketAttribute.raw_socket, None)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return self._sock is not None and is_socket_readable(self._sock)
+        if info == "socket":
+            return self._sock
+        return super().get_extra_info(info)
+
+    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        tls = await super().start_tls(*args, **kwargs)
+        return _Stream(tls._stream)  # type: ignore[attr-defined]
+
+
+class _Backend(AnyIOBackend):
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(*args, **kwargs)
+        return _Stream(stream._stream)  # type: ignore[attr-defined]
+
+
+class _Pool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with its bookkeeping made linear; it places requests exactly as httpcore does.
+
+    httpcore 1.0 re-scans its connections for every queued request and, for every idle connection,
+    builds a list of all of them (only to take its length) each time a request starts or ends:
+    quadratic in the pool size and in the queue, a quarter of a fetch-mode call's CPU (issue #11).
+    Here the same decisions are taken with each state read once, and a request is not re-tried in a
+    pass once one for its origin found no connection (nothing changed in between)."""
+
+    def _assign_requests_to_connections(self) -> list[Any]:
+        closing: list[Any] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+            elif connection.is_idle() and len(connections) > self._max_keepalive_connections:
+                # httpcore compares the number of connections (not of idle ones) with the limit
+                connections.remove(connection)
+                closing.append(connection)
+
+        blocked: list[Any] = []  # origins no connection could take in this pass (Origin is unhashable)
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            if origin in blocked:
+                continue
+            connection = next((c for c in connections if c.can_handle_request(origin) and c.is_available()),
+                              None)
+            if connection is None:
+                if len(connections) >= self._max_connections:
+                    idle = next((c for c in connections if c.is_idle()), None)
+                    if idle is None:
+                        blocked.append(origin)
+                        continue
+                    connections.remove(idle)
+                    closing.append(idle)
+                connection = self.create_connection(origin)
+                connections.append(connection)
+            pool_request.assign_to_connection(connection)
+        return closing
+
+
+class _NoCookies(httpx.Cookies):
+    """A pooled client serves every hook call (and every user's token) to one FHIR server: a
+    cookie one response sets must never ride along on another call's requests. Nothing is kept
+    (and httpx's cookie jar processing per response is skipped)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+def _pooled_client() -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport(limits=_LIMITS)
+    pool = transport._pool  # type: ignore[attr-defined]  # httpx builds it from _LIMITS and its TLS context
+    transport._pool = _Pool(ssl_context=pool._ssl_context, max_connections=pool._max_connections,  # type: ignore[attr-defined]
+                            max_keepalive_connections=pool._max_keepalive_connections,
+                            keepalive_expiry=pool._keepalive_expiry, http1=pool._http1, http2=pool._http2,
+                            network_backend=_Backend())
+    client = httpx.AsyncClient(transport=transport, headers=DEFAULT_HEADERS, follow_redirects=False)
+    client._cookies = _NoCookies()  # the property setter would copy it into a plain jar
+    return client
 
 
 class _Clients:
@@ -57,7 +153,7 @@ class _Clients:
                 transport = httpx.ASGITransport(app=self.routes[base])
                 client = httpx.AsyncClient(transport=transport, headers=DEFAULT_HEADERS, follow_redirects=False)
             else:
-                client = httpx.AsyncClient(headers=DEFAULT_HEADERS, limits=_LIMITS, follow_redirects=False)
+                client = _pooled_client()
             clients[key] = client
         return client
 
