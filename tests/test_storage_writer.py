@@ -140,3 +140,34 @@ def test_flush_requests_never_crowd_cards_out_of_the_queue(tmp_path) -> None:
     writer.close()
     assert store.counts()["cards"] == 6
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_batch_insert_counts_only_new_cards_and_keeps_stored_ones(tmp_path, backend) -> None:
+    import os
+    import uuid as uuid_module
+
+    from sqlalchemy import create_engine, text
+
+    pg_url = os.environ.get("BESPONSA_TEST_POSTGRES_URL")
+    if backend == "postgresql" and not pg_url:
+        pytest.skip("BESPONSA_TEST_POSTGRES_URL is not set")
+    schema = f"test_ins_{uuid_module.uuid4().hex[:12]}" if backend == "postgresql" else None
+    url = pg_url if schema else f"sqlite:///{tmp_path}/i.db"
+    store = open_store(url, schema=schema)
+    try:
+        first = _rows("h-first")[1]
+        assert store.insert_card_rows(first) == len(first)
+        again = [{**first[0], "decision": "changed"}, *_rows("h-second")[1]]  # one stored uuid, the rest new
+        assert store.insert_card_rows(again) == len(again) - 1
+        many = [r for n in range(250) for r in _rows(f"h-many-{n}")[1]]  # past any one statement's rows
+        assert store.insert_card_rows(many) == len(many)
+        assert store.counts()["cards"] == len(first) + len(again) - 1 + len(many)
+        assert store.insert_card_rows([]) == 0
+    finally:
+        store.close()
+        if schema:
+            engine = create_engine(url)
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            engine.dispose()
