@@ -57,19 +57,6 @@ class FeedbackResult:
     duplicates: int  # already stored (idempotent re-send)
 
 
-_CARD_INSERTS: dict[Any, Any] = {}
-
-
-def _insert_cards_ignoring_duplicates(insert: Any) -> Any:
-    """INSERT ... ON CONFLICT (uuid) DO NOTHING RETURNING uuid, one object per dialect's `insert`
-    (the same object each time, so SQLAlchemy's compiled cache holds)."""
-    stmt = _CARD_INSERTS.get(insert)
-    if stmt is None:
-        stmt = insert(cards_t).on_conflict_do_nothing(index_elements=["uuid"]).returning(cards_t.c.uuid)
-        _CARD_INSERTS[insert] = stmt
-    return stmt
-
-
 def _rule_key(rule: str) -> tuple[str, int, str]:
     m = re.match(r"([A-Za-z]+)-(\d+)", rule)
     return (m.group(1), int(m.group(2)), rule) if m else (rule, 0, rule)
@@ -142,7 +129,7 @@ class CardStore:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            added = sum(self._insert_ignore(conn, cards_t, row, ["uuid"]) for row in rows)
+            added = self._insert_ignore(conn, cards_t, rows, ["uuid"])
         log.info("recorded %d cards", added, extra={"hookInstance": hook_instance})
         return added
 
@@ -182,18 +169,7 @@ class CardStore:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            dialect = conn.dialect.name
-            if dialect not in ("sqlite", "postgresql"):
-                return sum(self._insert_ignore(conn, cards_t, row, ["uuid"]) for row in rows)
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            # One statement for any batch size (compiled once and cached; SQLAlchemy's
-            # "insertmanyvalues" sends it in bounded multi-row chunks): a statement built per batch
-            # was compiled on every commit, a third of the card writer's CPU (issue #11).
-            stmt = _insert_cards_ignoring_duplicates(insert)
-            return len(conn.execute(stmt, list(rows)).all())
+            return self._insert_ignore(conn, cards_t, rows, ["uuid"])
 
     def known_cards(self, uuids: Sequence[str]) -> set[str]:
         """The uuids among `uuids` that are stored."""
@@ -263,7 +239,7 @@ class CardStore:
                 display = reason.display if reason else None
                 if reason and not display and overrides.is_known(reason.system, reason.code):
                     display = overrides.REASONS[reason.code].display
-                added = self._insert_ignore(conn, feedback_t, {
+                added = self._insert_ignore(conn, feedback_t, [{
                     "card_uuid": item.card,
                     "service_id": service_id,
                     "outcome": item.outcome,
@@ -274,7 +250,7 @@ class CardStore:
                     "user_comment": item.user_comment,
                     "outcome_timestamp": item.outcomeTimestamp,
                     "received_at": now,
-                }, ["card_uuid", "outcome", "outcome_timestamp"])
+                }], ["card_uuid", "outcome", "outcome_timestamp"])
                 stored += added
                 outcomes["stored" if added else "duplicate"].append(item.outcome)
         for kind, seen in outcomes.items():  # counted once committed
@@ -298,27 +274,35 @@ class CardStore:
                 conn.execute(token_ids_t.delete().where(
                     token_ids_t.c.iss == iss, token_ids_t.c.jti == jti, token_ids_t.c.expires_at <= now))
             row = {"iss": iss, "jti": jti, "expires_at": expires_at}
-            return self._insert_ignore(conn, token_ids_t, row, ["iss", "jti"]) == 1
+            return self._insert_ignore(conn, token_ids_t, [row], ["iss", "jti"]) == 1
 
     @staticmethod
-    def _insert_ignore(conn: Connection, table: Any, row: dict[str, Any], keys: list[str]) -> int:
-        """INSERT unless a row with the same `keys` exists; 1 if inserted, else 0."""
+    def _insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]], keys: list[str]) -> int:
+        """INSERT each of `rows` unless a row with the same `keys` exists; the number inserted.
+
+        One statement for any number of rows, without `.values()`: its compiled form is cached, and
+        SQLAlchemy's "insertmanyvalues" sends it in bounded multi-row chunks. A statement built
+        with the batch's values was compiled on every commit, a third of the card writer's CPU
+        (issue #11)."""
+        if not rows:
+            return 0
         dialect = conn.dialect.name
         if dialect in ("sqlite", "postgresql"):
             if dialect == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert
-            stmt = (insert(table).values(**row).on_conflict_do_nothing(index_elements=keys)
-                    .returning(table.c[keys[0]]))
-            return len(conn.execute(stmt).all())  # RETURNING: rowcount is not reliable here
-        exists = conn.execute(
-            select(func.count()).select_from(table).where(*(table.c[k] == row[k] for k in keys))
-        ).scalar_one()
-        if exists:
-            return 0
-        conn.execute(table.insert().values(**row))
-        return 1
+            stmt = insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c[keys[0]])
+            return len(conn.execute(stmt, list(rows)).all())  # RETURNING: rowcount is not reliable here
+        added = 0
+        for row in rows:
+            exists = conn.execute(
+                select(func.count()).select_from(table).where(*(table.c[k] == row[k] for k in keys))
+            ).scalar_one()
+            if not exists:
+                conn.execute(table.insert().values(**row))
+                added += 1
+        return added
 
     # ------------------------------------------------------------------ reads
 
