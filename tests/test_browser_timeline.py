@@ -10,6 +10,7 @@ installs Debian's `chromium` and `chromium-driver`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -56,6 +57,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _serving(cmd: list[str], *, cwd: Path, env: dict[str, str], ready_url: str, name: str,
+             timeout: float, interval: float, request_timeout: float) -> Iterator[None]:
+    """Runs `cmd` until the block ends; enters once `ready_url` answers 200 (fails the test with
+    the process's stderr if it exits or `timeout` passes first)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(ready_url, timeout=request_timeout).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                pytest.fail(f"{name} did not start: {err[-2000:]}")
+            time.sleep(interval)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
@@ -63,30 +91,11 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = Path(tmp_path_factory.mktemp("db")) / "cards.db"
     env = {**os.environ, "BESPONSA_PUBLIC_BASE_URL": base, "BESPONSA_DATABASE_URL": f"sqlite:///{db}",
            "BESPONSA_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.http.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"uvicorn did not start: {err[-2000:]}")
-            time.sleep(0.2)
+    with _serving([sys.executable, "-m", "uvicorn", "app.http.app:create_app", "--factory",
+                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                  cwd=ROOT, env=env, ready_url=f"{base}/healthz", name="uvicorn",
+                  timeout=60, interval=0.2, request_timeout=1):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -282,27 +291,10 @@ def launcher(base_url: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "FHIR_SERVER_R4": f"{base_url}/fhir",
            "FHIR_SERVER_R2": "", "FHIR_SERVER_R3": ""}
-    proc = subprocess.Popen([str(ts_node), "--skipProject", "--transpile-only", "backend/index.ts"],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/v/r4/fhir/.well-known/smart-configuration", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"SMART launcher did not start: {err[-2000:]}")
-            time.sleep(0.3)
+    with _serving([str(ts_node), "--skipProject", "--transpile-only", "backend/index.ts"],
+                  cwd=Path(root), env=env, ready_url=f"{url}/v/r4/fhir/.well-known/smart-configuration",
+                  name="SMART launcher", timeout=90, interval=0.3, request_timeout=2):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _launch_code(launch_type: int, patient: str, *, pkce: int = 2, auth_error: str = "") -> str:
