@@ -60,6 +60,7 @@ class Retrieved:
     # prefetch keys / resource types not read whole (legacy view of `status`)
     unavailable: set[str] = field(default_factory=set)
     status: dict[str, DomainStatus] = field(default_factory=dict)  # per prefetch key
+    fetched_bytes: int = 0  # FHIR JSON read from fhirServer for this call (0: prefetch alone)
 
 
 @dataclass
@@ -212,7 +213,9 @@ async def collect(
                 result.problems.append(_problem(key, query, "could not be read"))
                 result.mark(Availability.UNREADABLE, "could not be read")
 
-    return _merge(list(results.values()), queries)
+    retrieved = _merge(list(results.values()), queries)
+    retrieved.fetched_bytes = reader.bytes_read
+    return retrieved
 
 
 def _merge(results: list[_KeyResult], queries: dict[str, str]) -> Retrieved:
@@ -414,6 +417,7 @@ class _Reader:
 
     def __init__(self, token: str | None, deadline: float, max_bytes: int) -> None:
         self.token, self.deadline, self.max_bytes = token, deadline, max_bytes
+        self.bytes_read = 0  # decoded bytes of every answer read whole
 
     async def get_json(self, url: str, *, read: bool = False) -> Any:
         """One FHIR GET with its trace span and metrics (resource type, status, error kind; never the URL)."""
@@ -453,6 +457,7 @@ class _Reader:
             raise _FetchError("FHIR server could not be reached", kind="unreachable") from exc
         except httpx.HTTPError as exc:
             raise _FetchError(f"FHIR request failed ({type(exc).__name__})", kind="transport") from exc
+        self.bytes_read += len(body)
         try:  # strict, as for request bodies: NaN, invalid UTF-8 and lone surrogates are malformed (#9)
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -68,12 +69,14 @@ async def run_hook(
     policy: Policy,
     store: Any,
     now: datetime,
+    body_bytes: int = 0,
 ) -> HookResult:
-    """One hook call, with its metrics, trace span and log context (app/observability.py)."""
+    """One hook call, with its metrics, trace span and log context (app/observability.py).
+    `body_bytes`, the size of the request body, sizes the work (see `_decide` below)."""
     with observability.hook_call(service.id, service.hook, str(request.hookInstance)) as call:
         try:
             result = await _run_hook(service, request, context, settings=settings, policy=policy,
-                                     store=store, now=now)
+                                     store=store, now=now, body_bytes=body_bytes)
         except HookCallError as exc:
             call.failed(exc.status, exc.body["error"])
             raise
@@ -90,6 +93,7 @@ async def _run_hook(
     policy: Policy,
     store: Any,
     now: datetime,
+    body_bytes: int = 0,
 ) -> HookResult:
     watch = _Stopwatch()
     draft_orders: dict[str, Any] | None = getattr(context, "draftOrders", None)
@@ -146,8 +150,11 @@ async def _run_hook(
         key_status[k] = DomainStatus(Availability.NOT_PROVIDED,
                                      f"not sent and its query needs {', '.join(filled.unfilled[k])}")
 
-    # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, off the event loop.
-    decided = await run_in_threadpool(
+    # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, so in a
+    # worker thread when the call's data is large (a /healthz never waits for it), else inline:
+    # a few milliseconds, no longer than a worker thread may hold the GIL, without the hand-off.
+    offload = body_bytes + retrieved.fetched_bytes > settings.inline_max_bytes
+    decide = partial(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
         domain_availability(key_status),
         hook=service.hook, settings=settings, policy=policy, now=now, watch=watch,
@@ -155,6 +162,7 @@ async def _run_hook(
                                           patient_id=context.patientId,
                                           embedded_fhir=settings.embedded_fhir),
     )
+    decided = await run_in_threadpool(decide) if offload else decide()
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that
     # cannot be sent is never counted as shown). A failure is logged, the cards still go out.

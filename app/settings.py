@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         64, ge=8, le=1000, description="Deepest JSON nesting accepted in a request body; deeper gets 400."
     )
+    inline_max_bytes: int = Field(
+        256 * 1024, ge=0,
+        description="Hook calls whose data (request body plus FHIR answers fetched for it) is at most this "
+        "many bytes are decoded and decided on the event loop; larger ones in a worker thread (0: always).",
+    )
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
     premedication_file: str | None = Field(
         None,

@@ -259,3 +259,73 @@ def test_depth_check_agrees_with_a_recursive_count():
         assert _deeper_than(value, limit) == (_reference_depth(value) > limit)
 
     check()
+
+
+WORKER = "AnyIO worker thread"  # anyio's name for run_in_threadpool's threads
+
+
+@pytest.fixture
+def where_work_runs(monkeypatch, fake_pipeline):
+    """The thread each CPU-bound stage of a hook call ran in: parsing, and facts (then engine, cards)."""
+    import threading
+
+    from app import facts_builder
+    from app.http import hooks
+
+    seen: dict[str, str] = {}
+    parse, facts = hooks.parse_request, facts_builder.build_facts
+
+    def parse_request(*args, **kwargs):
+        seen["parse"] = threading.current_thread().name
+        return parse(*args, **kwargs)
+
+    def build_facts(*args, **kwargs):
+        seen["facts"] = threading.current_thread().name
+        return facts(*args, **kwargs)
+
+    monkeypatch.setattr(hooks, "parse_request", parse_request)
+    monkeypatch.setattr(facts_builder, "build_facts", build_facts)
+    return seen
+
+
+def _client_with(http_settings, fake_store, **settings):
+    from app.engine.policy import Policy
+    from app.http.app import create_app
+
+    app = create_app(http_settings.model_copy(update=settings))
+    app.state.store, app.state.policy = fake_store, Policy()
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_small_call_is_decoded_and_decided_on_the_event_loop(where_work_runs, http_settings, fake_store):
+    with _client_with(http_settings, fake_store) as test_client:
+        res = test_client.post(HOOK, json=hook_body("order-sign", fhirServer=SERVER))
+    assert res.status_code == 200 and res.json()["cards"]
+    assert where_work_runs["parse"] == where_work_runs["facts"] != WORKER  # no hand-off to a worker
+
+
+def test_a_call_over_the_inline_limit_is_decoded_and_decided_in_a_worker_thread(where_work_runs, http_settings,
+                                                                                 fake_store):
+    raw = _padded_hook_body(3000)
+    with _client_with(http_settings, fake_store, inline_max_bytes=2999) as test_client:
+        res = test_client.post(HOOK, content=raw, headers={"content-type": "application/json"})
+    assert res.status_code == 200 and res.json()["cards"]
+    assert where_work_runs == {"parse": WORKER, "facts": WORKER}
+
+
+def test_data_fetched_for_a_call_counts_towards_the_inline_limit(where_work_runs, monkeypatch, http_settings,
+                                                                 fake_store):
+    from app import retrieval
+
+    collect = retrieval.collect
+
+    async def fetching(*args, **kwargs):  # as if the FHIR server had answered 100 KB
+        retrieved = await collect(*args, **kwargs)
+        retrieved.fetched_bytes = 100_000
+        return retrieved
+
+    monkeypatch.setattr(retrieval, "collect", fetching)
+    with _client_with(http_settings, fake_store, inline_max_bytes=64 * 1024) as test_client:
+        res = test_client.post(HOOK, json=hook_body("order-sign", fhirServer=SERVER))
+    assert res.status_code == 200 and res.json()["cards"]
+    assert where_work_runs["parse"] != WORKER and where_work_runs["facts"] == WORKER

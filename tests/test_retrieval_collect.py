@@ -76,6 +76,7 @@ def test_prefetch_present_is_used_without_any_fetch() -> None:
     assert ids(result) == ["Observation/o1", "Observation/o2", "Patient/p1"]
     assert result.problems == [] and result.unavailable == set()
     assert respx.calls.call_count == 0
+    assert result.fetched_bytes == 0
 
 
 @respx.mock
@@ -173,6 +174,8 @@ def test_prefetch_bundle_next_link_is_followed() -> None:
     respx.get(f"{BASE}/Observation", params={"page": "2"}).mock(return_value=httpx.Response(200, json=bundle(obs("o2"))))
     result = run({"patient": PATIENT, "labs": bundle(obs("o1"), next_url=f"{BASE}/Observation?page=2")})
     assert ids(result) == ["Observation/o1", "Observation/o2", "Patient/p1"]
+    # what was read from the server (the page), not what came in prefetch: it sizes the work (#11)
+    assert result.fetched_bytes == len(httpx.Response(200, json=bundle(obs("o2"))).content)
 
 
 @respx.mock

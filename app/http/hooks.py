@@ -114,7 +114,8 @@ async def call_service(
         settings = request.app.state.settings
         try:
             raw = await read_body(request)
-            hook_request, context = await off_the_loop(len(raw), _parse_call, raw, service, settings)
+            hook_request, context = await off_the_loop(len(raw) > settings.inline_max_bytes,
+                                                       _parse_call, raw, service, settings)
         except RequestProblem as exc:
             raise invalid_request(exc.message, exc.details) from exc
         fields["hookInstance"] = str(hook_request.hookInstance)
@@ -128,6 +129,7 @@ async def call_service(
             policy=request.app.state.policy,
             store=request.app.state.store,
             now=now,
+            body_bytes=len(raw),
         )
         status = 200
         fields.update(timings_ms=result.timings_ms, cards=len(result.cards))

@@ -21,9 +21,6 @@ from app.settings import Settings
 from cds_hooks.request import RequestProblem
 
 JSON_MEDIA_TYPES = ("application/json", "application/fhir+json")
-# A body larger than this is decoded (and its hook call validated) in a worker thread, off the event
-# loop; smaller ones decode in well under a millisecond, less than the thread hand-off costs.
-OFFLOAD_BYTES = 64 * 1024
 _NON_JSON_NUMBERS = (b"NaN", b"Infinity")
 
 T = TypeVar("T")
@@ -85,20 +82,21 @@ def decode_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
     return value
 
 
-def body_limits(request: Request) -> tuple[int, int]:
-    """(max_bytes, max_depth) from the app's settings; the settings' defaults for a bare app."""
+def body_limits(request: Request) -> tuple[int, int, int]:
+    """(max_bytes, max_depth, inline_max_bytes) from the app's settings; their defaults for a bare app."""
     settings = getattr(request.app.state, "settings", None)
     if settings is None:
         fields = Settings.model_fields
-        return fields["max_body_bytes"].default, fields["max_json_depth"].default
-    return settings.max_body_bytes, settings.max_json_depth
+        return (fields["max_body_bytes"].default, fields["max_json_depth"].default,
+                fields["inline_max_bytes"].default)
+    return settings.max_body_bytes, settings.max_json_depth, settings.inline_max_bytes
 
 
 async def read_json(request: Request) -> Any:
     """Check, read and decode a JSON request body (off the loop when large); raises RequestProblem."""
     raw = await read_body(request)
-    max_bytes, max_depth = body_limits(request)
-    return await off_the_loop(len(raw), partial(decode_json, max_bytes=max_bytes, max_depth=max_depth), raw)
+    max_bytes, max_depth, inline_max = body_limits(request)
+    return await off_the_loop(len(raw) > inline_max, partial(decode_json, max_bytes=max_bytes, max_depth=max_depth), raw)
 
 
 async def read_body(request: Request) -> bytes:
@@ -107,8 +105,10 @@ async def read_body(request: Request) -> bytes:
     return await request.body()
 
 
-async def off_the_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
-    """Run CPU-bound `fn(*args)` in a worker thread when the body is large, so the loop stays free."""
-    if size > OFFLOAD_BYTES:
+async def off_the_loop(offload: bool, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, CPU-bound: in a worker thread when `offload` (a large body: the loop stays free
+    for other calls), else right here. Under load a hand-off costs more than it spares: the worker
+    and the loop then take turns at the GIL, so small work runs inline (`inline_max_bytes`)."""
+    if offload:
         return await run_in_threadpool(fn, *args)
     return fn(*args)
