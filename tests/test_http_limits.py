@@ -261,6 +261,41 @@ def test_depth_check_agrees_with_a_recursive_count():
     check()
 
 
+def test_the_depth_read_from_the_bytes_agrees_with_a_recursive_count():
+    """The body's bytes are read first (app/http/json_body.py `_deeper_than_raw`): brackets, quotes
+    and backslashes inside strings, any spacing, escaped or raw unicode; undecided -> the walk."""
+    from hypothesis import example, given, settings, strategies as st
+
+    from app.http.json_body import _deeper_than_raw, decode_json
+
+    tricky = st.text(alphabet='[]{}"\\/ab\u00b5\u2603\n', max_size=6)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | tricky,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky, inner, max_size=3),
+        max_leaves=40,
+    )
+
+    @settings(max_examples=600, deadline=None)
+    @given(json_values, st.integers(min_value=0, max_value=12), st.booleans(), st.sampled_from([None, 0, 2]))
+    @example(["]]]]]]", [["[[[[", {"}": "{{{{"}]]], 2, True, None)
+    @example([["\\", "\\\"]"], {"\\\\": [[["\\]"]]]}], 3, False, 2)
+    def check(value: Any, limit: int, ascii_only: bool, indent: int | None) -> None:
+        raw = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+        deeper = _reference_depth(value) > limit
+        quick = _deeper_than_raw(raw, limit)
+        assert quick in (None, deeper)
+        if _reference_depth(value) <= limit // 2:
+            assert quick is False  # an ordinary body never needs the walk
+        try:
+            decode_json(raw, max_bytes=1 << 20, max_depth=limit)
+            refused = False
+        except Exception:  # noqa: BLE001 - RequestProblem: nested too deeply
+            refused = True
+        assert refused == deeper
+
+    check()
+
+
 WORKER = "AnyIO worker thread"  # anyio's name for run_in_threadpool's threads
 
 

@@ -9,6 +9,7 @@ the response encoder) meets a structure it cannot handle. Every refusal is a `Re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -56,6 +57,31 @@ def _deeper_than(value: Any, max_depth: int) -> bool:
     return False
 
 
+# The nesting of valid JSON read from its bytes with C-speed bytes methods, in ~60 % of the walk's
+# time (which builds lists of the decoded containers): keep only quotes and brackets, drop the
+# strings (brackets inside them do not nest), then peel off innermost pairs until none are left.
+_STRUCTURE = b'"[]{}'
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in _STRUCTURE)
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _deeper_than_raw(raw: bytes, max_depth: int) -> bool | None:
+    """For `raw` that decoded as JSON: True when it nests more than `max_depth` levels, False when
+    not, None when this reading cannot tell (then the walk over the decoded value decides)."""
+    if b"\\" in raw:  # inside strings only: escaped backslashes, then escaped quotes, go first,
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")  # so each '"' left opens or closes one
+    s = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")  # strings without brackets vanish
+    if b'"' in s:
+        s = _STRING.sub(b"", s)  # strings with brackets (UCUM units such as "[iU]/L")
+    passes = 0
+    while s:  # a pass removes every empty [] and then every empty {}: one or two levels
+        passes += 1
+        if passes > max_depth:
+            return True
+        s = s.replace(b"[]", b"").replace(b"{}", b"")
+    return None if 2 * passes > max_depth else False
+
+
 def _syntax_message(raw: bytes, exc: orjson.JSONDecodeError) -> str:
     near = raw[max(exc.pos - 1, 0) : exc.pos + 9]
     if any(literal in near for literal in _NON_JSON_NUMBERS):
@@ -77,7 +103,10 @@ def decode_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _invalid("The request body is not valid JSON.", _syntax_message(raw, exc)) from None
-    if _deeper_than(value, max_depth):
+    deeper = _deeper_than_raw(raw, max_depth)
+    if deeper is None:
+        deeper = _deeper_than(value, max_depth)
+    if deeper:
         raise _invalid("The request body is nested too deeply.", f"JSON nested more than {max_depth} levels")
     return value
 
