@@ -8,12 +8,20 @@ it, and UTC is then assumed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 
 def parse_datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
+    return _parse_text(value)
+
+
+# A chart repeats its timestamps (every result of a panel, every page of a query): the parsed,
+# immutable datetime of a text is kept. Bounded, per process.
+@lru_cache(maxsize=4096)
+def _parse_text(value: str) -> datetime | None:
     v = value.strip()
     try:
         if len(v) == 4:
