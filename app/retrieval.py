@@ -157,7 +157,13 @@ async def collect(
                 continue
             if _is_resource(value) and value["resourceType"] != "OperationOutcome":
                 results[key] = _KeyResult(key)
-                jobs[key] = _from_prefetch(results[key], query, value, base, reader, max_pages)
+                try:
+                    next_url = _read_prefetch(results[key], query, value, base)
+                except Exception as exc:  # noqa: BLE001 - a bug here must never become a 500
+                    _unexpected(results[key], query, exc)
+                    continue
+                if next_url is not None:  # only paging needs the FHIR server (and a task)
+                    jobs[key] = _follow_pages(key, query, next_url, base or "", reader, max_pages - 1, results[key])
                 continue
             if not _is_resource(value):
                 log.warning("prefetch value is not a FHIR resource: %s", key)
@@ -208,14 +214,17 @@ async def collect(
                     result.mark(Availability.UNREADABLE, why)
                 result.problems.append(_problem(key, query, why))
             elif task.exception() is not None:  # a bug here must never become a 500
-                exc = task.exception()
-                log.error("FHIR query failed unexpectedly: %s", key, extra={"error_type": type(exc).__name__}, exc_info=exc)
-                result.problems.append(_problem(key, query, "could not be read"))
-                result.mark(Availability.UNREADABLE, "could not be read")
+                _unexpected(result, query, task.exception())
 
     retrieved = _merge(list(results.values()), queries)
     retrieved.fetched_bytes = reader.bytes_read
     return retrieved
+
+
+def _unexpected(result: _KeyResult, query: str | None, exc: BaseException) -> None:
+    log.error("FHIR query failed unexpectedly: %s", result.key, extra={"error_type": type(exc).__name__}, exc_info=exc)
+    result.problems.append(_problem(result.key, query, "could not be read"))
+    result.mark(Availability.UNREADABLE, "could not be read")
 
 
 def _merge(results: list[_KeyResult], queries: dict[str, str]) -> Retrieved:
@@ -228,14 +237,15 @@ def _merge(results: list[_KeyResult], queries: dict[str, str]) -> Retrieved:
             out.unavailable.add(result.key)
             if result.key in queries:
                 out.unavailable.add(resource_type_of(queries[result.key]))
+        keep = out.resources.append
         for resource in result.resources:
             rid = resource.get("id")
-            if isinstance(rid, str) and rid:
+            if rid and isinstance(rid, str):
                 ident = (resource["resourceType"], rid)
                 if ident in seen:
                     continue
                 seen.add(ident)
-            out.resources.append(resource)
+            keep(resource)
     return out
 
 
@@ -249,14 +259,16 @@ def _bundle_resources(key: str, query: str | None, bundle: dict[str, Any], resul
         result.problems.append(_problem(key, query, "Bundle.entry is not a list"))
         return
     skipped = 0
-    for entry in entries:
+    keep = result.resources.append
+    for entry in entries:  # _is_resource, inlined: once per resource of the chart
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not _is_resource(resource):
+        rt = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not rt or not isinstance(rt, str):
             skipped += 1
             continue
-        if resource["resourceType"] == "OperationOutcome":  # search warnings (search.mode=outcome)
+        if rt == "OperationOutcome":  # search warnings (search.mode=outcome)
             continue
-        result.resources.append(resource)  # invalid content is the builder's to report
+        keep(resource)  # invalid content is the builder's to report
     if skipped:
         result.problems.append(_problem(key, query, f"{skipped} Bundle entr{'y' if skipped == 1 else 'ies'} without a resource skipped"))
 
@@ -268,29 +280,24 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-async def _from_prefetch(
-    result: _KeyResult,
-    query: str | None,
-    value: dict[str, Any],
-    base: str | None,
-    reader: _Reader,
-    max_pages: int,
-) -> None:
+def _read_prefetch(result: _KeyResult, query: str | None, value: dict[str, Any], base: str | None) -> str | None:
+    """A prefetch resource or Bundle page into `result`; the next page's URL when there is one to
+    read from fhirServer (without a fhirServer the key is marked partial)."""
     key = result.key
     if value["resourceType"] != "Bundle":
         result.resources.append(value)
-        return
+        return None
     _bundle_resources(key, query, value, result)
     result.pages_read = 1
     next_url = _next_link(value)
     if next_url is None:
-        return
+        return None
     if base is None:
         why = "prefetch Bundle has more pages but there is no fhirServer to read them"
         result.problems.append(_problem(key, query, why))
         result.mark(Availability.PARTIAL, why)
-        return
-    await _follow_pages(key, query, next_url, base, reader, max_pages - 1, result)
+        return None
+    return next_url
 
 
 def _fail(result: _KeyResult, query: str, why: str, availability: Availability = Availability.UNREADABLE) -> None:

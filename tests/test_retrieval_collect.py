@@ -381,3 +381,16 @@ def test_read_answered_with_wrong_type_is_a_problem() -> None:
     result = run({"labs": None})
     assert result.problems[0].reason == "Patient (patient): FHIR server answered a Bundle to a read"
     assert "patient" in result.unavailable
+
+
+@respx.mock(assert_all_mocked=True)
+def test_a_prefetch_bundle_that_breaks_the_reader_is_unreadable_not_an_error() -> None:
+    """Prefetch is read without a task (#11); a shape the reader does not expect (`link` a number)
+    still leaves that key unreadable and the others read, as a failing task would."""
+    from app.engine.facts import Availability
+
+    broken = {**bundle(obs("o1")), "link": 5}
+    result = run({"patient": PATIENT, "labs": broken})
+    assert ids(result) == ["Observation/o1", "Patient/p1"]  # what was read is kept, marked incomplete
+    assert result.status["labs"].availability is Availability.UNREADABLE
+    assert "labs" in result.unavailable and respx.calls.call_count == 0
