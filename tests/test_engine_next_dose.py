@@ -174,3 +174,20 @@ def test_an_unusable_lab_is_never_folded_into_the_plan() -> None:
     assert decisions[0].code is DecisionCode.OBTAIN_DATA
     assert all(d.code is not DecisionCode.PROCEED for d in decisions)
 
+
+
+def test_facts_with_another_draft_keep_their_results_grouped_and_nothing_else() -> None:
+    import dataclasses
+
+    import pytest
+
+    from app.engine.facts import DraftDose
+
+    f = facts(measurements=_labs(T0), doses=[dose(T0 - timedelta(days=7))])
+    grouped = f.series(Analyte.PLATELETS)
+    draft = DraftDose(reference="next-dose", dose_date=T0)
+    other = f.with_draft(draft, other_orders=())
+    assert other == dataclasses.replace(f, draft=draft, other_orders=())  # the same facts as replace
+    assert other.series(Analyte.PLATELETS) is grouped  # not regrouped
+    with pytest.raises(ValueError):
+        f.with_draft(draft, measurements=())  # new results would need their own grouping

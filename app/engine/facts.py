@@ -12,11 +12,12 @@ cannot convert. Datetimes are timezone-aware.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
+from typing import Any
 
 
 class Analyte(StrEnum):
@@ -414,6 +415,16 @@ class ClinicalFacts:
 
     def series(self, analyte: Analyte) -> tuple[Measurement, ...]:
         return self._series.get(analyte, ())
+
+    def with_draft(self, draft: DraftDose | None, **changes: Any) -> ClinicalFacts:
+        """These facts with another draft (and any other field but the measurements): the
+        next-dose evaluation asks several; the measurements' grouping by analyte is kept."""
+        if "measurements" in changes:
+            raise ValueError("with_draft keeps the measurements")
+        out = replace(self, draft=draft, **changes)
+        if "_series" in self.__dict__:
+            out.__dict__["_series"] = self.__dict__["_series"]
+        return out
 
     def latest(
         self, analyte: Analyte, before: datetime, *, include_preliminary: bool = False

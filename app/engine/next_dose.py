@@ -103,7 +103,7 @@ def _due_date(facts: ClinicalFacts, now: datetime, policy: Policy) -> tuple[date
     given = tuple(d for d in facts.doses_given if d.given_at.date() <= now.date())
     placed = place_doses(given, policy)
     last = placed[-1]
-    course = reconstruct_course(replace(facts, draft=None), now, policy)
+    course = reconstruct_course(facts.with_draft(None), now, policy)
     in_cycle = [p for p in placed if p.cycle == last.cycle]
     per_cycle = doses_per_cycle(course.reduction_level)
     if len(in_cycle) < per_cycle and last.dose_number < 3:
@@ -141,13 +141,13 @@ def next_due_dose(facts: ClinicalFacts, now: datetime, policy: Policy) -> NextDo
         due, planned, basis = first
     when = now if due <= now.date() else datetime.combine(due, now.timetz())
     draft = DraftDose(reference=planned or NEXT_DOSE_REFERENCE, dose_date=when)
-    course = reconstruct_course(replace(facts, draft=draft), now, policy)
+    course = reconstruct_course(facts.with_draft(draft), now, policy)
     if course.cycle is None or course.day is None or course.dose_number is None:
         return None  # the course could not place it (unknown history): no next dose to state
     nd = NextDose(due=due, dose_date=when, cycle=course.cycle, day=course.day,
                   dose_number=course.dose_number, reduction_level=course.reduction_level,
                   basis=basis, planned_order=planned)
-    ctx = RuleContext(facts=replace(facts, draft=draft), now=now, policy=policy, label=Label.EU,
+    ctx = RuleContext(facts=facts.with_draft(draft), now=now, policy=policy, label=Label.EU,
                       course=course)
     plan = dose_plan(ctx)
     rec = recommendation(ctx, plan)
@@ -171,7 +171,7 @@ def next_dose_facts(facts: ClinicalFacts, nd: NextDose) -> ClinicalFacts:
     draft = DraftDose(reference=nd.planned_order or NEXT_DOSE_REFERENCE, dose_date=nd.dose_date,
                       dose_mg=nd.course_mg if nd.course_mg_per_m2 is not None else None,
                       dose_mg_per_m2=nd.course_mg_per_m2)
-    return replace(facts, draft=draft, other_orders=())
+    return facts.with_draft(draft, other_orders=())
 
 
 def evaluate_next_dose(
@@ -350,7 +350,7 @@ def _latest_results(facts: ClinicalFacts, now: datetime) -> list[str]:
 
 def _course_so_far(facts: ClinicalFacts, now: datetime, policy: Policy) -> str:
     """'Cycle 1: Day 1 2026-11-25 (1.45 mg), Day 8 2026-12-02 (0.91 mg)' from the course."""
-    course = reconstruct_course(replace(facts, draft=None), now, policy)
+    course = reconstruct_course(facts.with_draft(None), now, policy)
     cycles = []
     for c in course.cycles:
         doses = []
