@@ -501,39 +501,39 @@ def _measurement_fast(
         else:
             low, high = reference_limits(el)
     return _new_measurement(
-        analyte=analyte,
-        value=value,
-        effective=eff,
-        reference=ref_of(obs),
-        unit=canonical,  # what Measurement.__post_init__ sets
-        uln=_limit_fast(high, ucum, canonical, substance) if high else None,
-        lln=_limit_fast(low, ucum, canonical, substance) if low else None,
-        comparator=None,
-        status=obs.get("status", "final"),
-        code=key,
-        original=f"{v:g} {unit or code or ''}".strip(),  # as read_value's text
-        method=QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
+        analyte, value, eff, ref_of(obs),
+        canonical,  # what Measurement.__post_init__ sets
+        _limit_fast(high, ucum, canonical, substance) if high else None,
+        _limit_fast(low, ucum, canonical, substance) if low else None,
+        obs.get("status", "final"),
+        key,
+        f"{v:g} {unit or code or ''}".strip(),  # as read_value's text
+        QTC_METHODS.get(key) if analyte == Analyte.QTC else None,
     )
 
 
-_MEASUREMENT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Measurement)
-                         if f.default is not dataclasses.MISSING}
-_MEASUREMENT_SET = frozenset({"analyte", "value", "effective", "reference", "unit", "uln", "lln",
-                              "comparator", "status", "code", "original", "method"})
 # A frozen dataclass sets each field through object.__setattr__: a third of a result's cost. The
-# same instance is made by filling its __dict__, as long as every field is set here or has a
-# default (else, or with __slots__, the ordinary constructor is used).
+# same instance is made by giving it its whole __dict__ at once, as long as these are exactly its
+# fields (else, or with __slots__, the ordinary constructor is used).
+_MEASUREMENT_FIELDS = frozenset({"analyte", "value", "effective", "reference", "unit", "uln", "lln",
+                                 "comparator", "status", "code", "original", "method", "specimen"})
 _DICT_MEASUREMENT = not hasattr(Measurement, "__slots__") and {
-    f.name for f in dataclasses.fields(Measurement)} <= _MEASUREMENT_SET | _MEASUREMENT_DEFAULTS.keys()
+    f.name for f in dataclasses.fields(Measurement)} == _MEASUREMENT_FIELDS
 
 
-def _new_measurement(**values: Any) -> Measurement:
+def _new_measurement(analyte: Analyte, value: float, effective: datetime, reference: str, unit: str,
+                     uln: float | None, lln: float | None, status: str, code: str, original: str,
+                     method: str | None) -> Measurement:
+    """Measurement(...) of a plain result (no comparator, no specimen)."""
     if not _DICT_MEASUREMENT:
-        return Measurement(**values)
+        return Measurement(analyte=analyte, value=value, effective=effective, reference=reference, unit=unit,
+                           uln=uln, lln=lln, status=status, code=code, original=original, method=method)
     m = object.__new__(Measurement)
-    d = m.__dict__
-    d.update(_MEASUREMENT_DEFAULTS)
-    d.update(values)
+    object.__setattr__(m, "__dict__", {
+        "analyte": analyte, "value": value, "effective": effective, "reference": reference, "unit": unit,
+        "uln": uln, "lln": lln, "comparator": None, "status": status, "code": code, "original": original,
+        "method": method, "specimen": None,
+    })
     return m
 
 
