@@ -70,13 +70,16 @@ async def run_hook(
     store: Any,
     now: datetime,
     body_bytes: int = 0,
+    inline_max_bytes: int | None = None,
 ) -> HookResult:
     """One hook call, with its metrics, trace span and log context (app/observability.py).
-    `body_bytes`, the size of the request body, sizes the work (see `_decide` below)."""
+    `body_bytes` (the request body) plus what is fetched sizes the work, which runs on the event
+    loop up to `inline_max_bytes` (default: the setting), else in a worker thread."""
     with observability.hook_call(service.id, service.hook, str(request.hookInstance)) as call:
         try:
             result = await _run_hook(service, request, context, settings=settings, policy=policy,
-                                     store=store, now=now, body_bytes=body_bytes)
+                                     store=store, now=now, body_bytes=body_bytes,
+                                     inline_max_bytes=inline_max_bytes)
         except HookCallError as exc:
             call.failed(exc.status, exc.body["error"])
             raise
@@ -94,6 +97,7 @@ async def _run_hook(
     store: Any,
     now: datetime,
     body_bytes: int = 0,
+    inline_max_bytes: int | None = None,
 ) -> HookResult:
     watch = _Stopwatch()
     draft_orders: dict[str, Any] | None = getattr(context, "draftOrders", None)
@@ -153,7 +157,8 @@ async def _run_hook(
     # (d) FHIR -> facts, (e) the engine, (f) cards, (g) the response body: CPU-bound, so in a
     # worker thread when the call's data is large (a /healthz never waits for it), else inline:
     # a few milliseconds, no longer than a worker thread may hold the GIL, without the hand-off.
-    offload = body_bytes + retrieved.fetched_bytes > settings.inline_max_bytes
+    inline_max = settings.inline_max_bytes if inline_max_bytes is None else inline_max_bytes
+    offload = body_bytes + retrieved.fetched_bytes > inline_max
     decide = partial(
         _decide, context, retrieved, draft_orders, selections, extra_problems, unreachable,
         domain_availability(key_status),

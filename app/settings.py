@@ -110,6 +110,16 @@ class Settings(BaseSettings):
         description="Hook calls whose data (request body plus FHIR answers fetched for it) is at most this "
         "many bytes are decoded and decided on the event loop; larger ones in a worker thread (0: always).",
     )
+    inline_max_in_flight: int = Field(
+        8, ge=0,
+        description="Hook calls run on the event loop only while at most this many HTTP requests are in "
+        "flight in the process; beyond, in worker threads, so that an overload never starves the others.",
+    )
+    inline_max_loop_lag_ms: float = Field(
+        100, ge=0,
+        description="... and only while the event loop keeps time: its 10 ms timer fired less than this "
+        "late (ms). 0: never on the loop.",
+    )
     report_endpoint: bool = Field(False, description="Expose GET /governance/report (read-only JSON).")
     premedication_file: str | None = Field(
         None,

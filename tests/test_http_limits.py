@@ -364,3 +364,55 @@ def test_data_fetched_for_a_call_counts_towards_the_inline_limit(where_work_runs
         res = test_client.post(HOOK, json=hook_body("order-sign", fhirServer=SERVER))
     assert res.status_code == 200 and res.json()["cards"]
     assert where_work_runs["parse"] != WORKER and where_work_runs["facts"] == WORKER
+
+
+@pytest.mark.parametrize("busy", [{"inline_max_in_flight": 0}, {"inline_max_loop_lag_ms": 0}])
+def test_a_small_call_goes_to_a_worker_thread_when_the_process_is_busy(where_work_runs, http_settings,
+                                                                       fake_store, busy):
+    """More requests in flight than allowed (here: any), or an event loop running late (here: any
+    lag), and even a small call's work leaves the loop, so that a queue never starves the rest."""
+    with _client_with(http_settings, fake_store, **busy) as test_client:
+        res = test_client.post(HOOK, json=hook_body("order-sign", fhirServer=SERVER))
+    assert res.status_code == 200 and res.json()["cards"]
+    assert where_work_runs == {"parse": WORKER, "facts": WORKER}
+
+
+def test_requests_in_flight_are_counted_while_they_run(http_settings, fake_store, fake_pipeline, monkeypatch):
+    from app import facts_builder
+
+    seen = []
+    build = facts_builder.build_facts
+
+    def counting(*args, **kwargs):
+        seen.append(test_client.app.state.requests_in_flight)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(facts_builder, "build_facts", counting)
+    with _client_with(http_settings, fake_store) as test_client:
+        assert test_client.post(HOOK, json=hook_body("order-sign", fhirServer=SERVER)).status_code == 200
+        assert test_client.get("/healthz").status_code == 200
+        after = test_client.app.state.requests_in_flight
+    assert seen == [1] and after == 0  # this call while it ran; none once answered
+
+
+def test_the_loop_lag_watcher_sees_a_blocked_event_loop():
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from app.http.app import _watch_loop_lag
+
+    async def scenario() -> tuple[float, float, float]:
+        state = SimpleNamespace(loop_lag_seconds=0.0)
+        watcher = asyncio.create_task(_watch_loop_lag(state))
+        await asyncio.sleep(0.05)
+        calm = state.loop_lag_seconds
+        time.sleep(0.2)  # CPU-bound work holding the loop
+        await asyncio.sleep(0.001)  # the overdue tick runs first
+        blocked = state.loop_lag_seconds
+        await asyncio.sleep(0.05)  # the loop keeps time again
+        watcher.cancel()
+        return calm, blocked, state.loop_lag_seconds
+
+    calm, blocked, again = asyncio.run(scenario())
+    assert calm < 0.05 and blocked > 0.15 and again < 0.05

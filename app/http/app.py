@@ -66,11 +66,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if own_fhir:  # a hook whose fhirServer is this service's demo server is answered in process
         fhir_client.route_to_asgi(own_fhir, app)
     thresholds = _tune_gc()
+    lag_task = asyncio.create_task(_watch_loop_lag(app.state))
     try:
         yield
     finally:
         # uvicorn runs this after SIGTERM once in-flight requests have finished (or after
         # BESPONSA_GRACEFUL_SHUTDOWN_SECONDS): then the writer commits what is queued.
+        lag_task.cancel()
         if purge_task is not None:
             purge_task.cancel()
         if own_fhir:
@@ -83,6 +85,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             observability.shutdown_tracing()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+LAG_TICK_SECONDS = 0.01
+
+
+async def _watch_loop_lag(state: Any) -> None:
+    """`state.loop_lag_seconds`: how late the event loop woke for a 10 ms timer, last time. Hook
+    calls run their CPU-bound work on the loop only while it keeps up (app/http/hooks.py)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LAG_TICK_SECONDS
+        await asyncio.sleep(LAG_TICK_SECONDS)
+        state.loop_lag_seconds = loop.time() - due
 
 
 async def _periodic_purge(store: object, settings: Settings) -> None:
@@ -151,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = SERVICES
+    app.state.requests_in_flight = 0  # counted by _AccessLog; app/http/hooks.py reads it
+    app.state.loop_lag_seconds = 0.0  # measured by _watch_loop_lag; app/http/hooks.py reads it
     configure_security(app, settings)  # trusted clients, profile checks (StartupRefused)
     install_error_handlers(app)
     # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
@@ -237,12 +254,17 @@ class _AccessLog:
 
         path = scope.get("path") or ""
         method = scope.get("method") or ""
+        state = scope["app"].state if "app" in scope else None
+        if state is not None:
+            state.requests_in_flight = getattr(state, "requests_in_flight", 0) + 1
         try:
             with observability.http_span(method, path, scope.get("headers")) as span:
                 await self.app(scope, receive, _send)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
         finally:
+            if state is not None:
+                state.requests_in_flight -= 1
             observability.http_request(path, method, status)
             quiet = path in _QUIET_PATHS or path == "/fhir" or path.startswith("/fhir/")
             self.log.log(
