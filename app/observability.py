@@ -67,6 +67,10 @@ STORE_COMMIT_SECONDS = Histogram(
 )
 STORE_COMMITTED = Counter("besponsa_card_store_committed_cards", "Card rows committed by the card writer.")
 PURGED = Counter("besponsa_purged_rows", "Rows deleted by the retention purge.", ["table"])
+EVENT_LOOP_LAG = Gauge("besponsa_event_loop_lag_seconds",
+                       "How late the event loop last woke for its 10 ms timer (hook work leaves the loop past BESPONSA_INLINE_MAX_LOOP_LAG_MS).")
+REQUESTS_IN_FLIGHT = Gauge("besponsa_http_requests_in_flight", "HTTP requests being answered by this process.")
+HOOK_WORK = Counter("besponsa_hook_decisions", "Hook calls decided, by where their CPU-bound work ran (loop or thread).", ["place"])
 HTTP_REQUESTS = Counter(
     "besponsa_http_requests", "HTTP requests by route template, method and status.", ["route", "method", "status"],
 )
@@ -79,6 +83,15 @@ def metrics_payload() -> tuple[bytes, str]:
 
 def watch_store_queue(depth: Callable[[], int]) -> None:
     STORE_QUEUE.set_function(depth)
+
+
+def watch_event_loop(lag_seconds: Callable[[], float], in_flight: Callable[[], int]) -> None:
+    EVENT_LOOP_LAG.set_function(lag_seconds)
+    REQUESTS_IN_FLIGHT.set_function(in_flight)
+
+
+def hook_decided(on_loop: bool) -> None:
+    HOOK_WORK.labels("loop" if on_loop else "thread").inc()
 
 
 def card_store_dropped(cards: int) -> None:

@@ -167,6 +167,7 @@ async def _run_hook(
                                           patient_id=context.patientId,
                                           embedded_fhir=settings.embedded_fhir),
     )
+    observability.hook_decided(not offload)
     decided = await run_in_threadpool(decide) if offload else decide()
 
     # (h) Storage for feedback and governance, only once the response body exists (a card that

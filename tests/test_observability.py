@@ -45,6 +45,11 @@ def test_metrics_scrape_shows_the_counters_move_for_a_hook_call(client, fake_sto
     assert _sample(after, "besponsa_hook_phase_seconds_count", **phase) == \
         _sample(before.text, "besponsa_hook_phase_seconds_count", **phase) + 1
     assert "besponsa_card_store_queue_depth" in after
+    # where the call's work ran (a small call on a quiet loop: on it), how late the loop is
+    assert _sample(after, "besponsa_hook_decisions_total", place="loop") == \
+        _sample(before.text, "besponsa_hook_decisions_total", place="loop") + 1
+    assert 0 <= _sample(after, "besponsa_event_loop_lag_seconds") < 1
+    assert _sample(after, "besponsa_http_requests_in_flight") == 1  # the /metrics request itself
     # 412 (required data, no fhirServer) is counted as a hook call with its status, no decision
     body = hook_body("order-sign")
     assert client.post("/cds-services/besponsa-order-sign", json=body).status_code == 412

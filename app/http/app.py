@@ -67,6 +67,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         fhir_client.route_to_asgi(own_fhir, app)
     thresholds = _tune_gc()
     lag_task = asyncio.create_task(_watch_loop_lag(app.state))
+    observability.watch_event_loop(lambda: app.state.loop_lag_seconds, lambda: app.state.requests_in_flight)
     try:
         yield
     finally:
