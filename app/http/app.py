@@ -93,7 +93,7 @@ LAG_TICK_SECONDS = 0.01
 
 async def _watch_loop_lag(state: Any) -> None:
     """`state.loop_lag_seconds`: how late the event loop woke for a 10 ms timer, last time. Hook
-    calls run their CPU-bound work on the loop only while it keeps up (app/http/hooks.py)."""
+    calls run their CPU-bound work on the loop only while it keeps up (app/http/json_body.py)."""
     loop = asyncio.get_running_loop()
     while True:
         due = loop.time() + LAG_TICK_SECONDS
@@ -167,8 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.services = SERVICES
-    app.state.requests_in_flight = 0  # counted by _AccessLog; app/http/hooks.py reads it
-    app.state.loop_lag_seconds = 0.0  # measured by _watch_loop_lag; app/http/hooks.py reads it
+    app.state.requests_in_flight = 0  # counted by _AccessLog; app/http/json_body.py reads it
+    app.state.loop_lag_seconds = 0.0  # measured by _watch_loop_lag; app/http/json_body.py reads it
     configure_security(app, settings)  # trusted clients, profile checks (StartupRefused)
     install_error_handlers(app)
     # Innermost of the middlewares, so that its 413 carries the CORS headers and is access-logged.
@@ -255,17 +255,15 @@ class _AccessLog:
 
         path = scope.get("path") or ""
         method = scope.get("method") or ""
-        state = scope["app"].state if "app" in scope else None
-        if state is not None:
-            state.requests_in_flight = getattr(state, "requests_in_flight", 0) + 1
+        state = scope["app"].state  # Starlette sets scope["app"] before its middleware runs
+        state.requests_in_flight += 1
         try:
             with observability.http_span(method, path, scope.get("headers")) as span:
                 await self.app(scope, receive, _send)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
         finally:
-            if state is not None:
-                state.requests_in_flight -= 1
+            state.requests_in_flight -= 1
             observability.http_request(path, method, status)
             quiet = path in _QUIET_PATHS or path == "/fhir" or path.startswith("/fhir/")
             self.log.log(

@@ -14,7 +14,7 @@ from app import __version__
 from app.http.auth import authenticate_client, check_fhir_server
 from app.http.errors import INTERNAL_ERROR, ErrorBody, error_response, invalid_request
 from app.http.examples import ERROR_EXAMPLES, REQUEST_EXAMPLES, RESPONSE_EXAMPLES
-from app.http.json_body import decode_json, off_the_loop, read_body
+from app.http.json_body import decode_json, inline_max_bytes, off_the_loop, read_body
 from app.service import HookCallError, run_hook
 from app.settings import Settings
 from cds_hooks.cards import CDSResponse
@@ -66,15 +66,6 @@ def _parse_call(raw: bytes, service: ServiceDefinition, settings: Settings) -> t
     return hook_request, validate_context(service.hook, hook_request.context)
 
 
-def _loop_keeps_up(state: Any, settings: Settings) -> bool:
-    """Whether a small hook call may run its CPU-bound work on the event loop. That saves two
-    thread hand-offs (under load the worker and the loop take turns at the GIL, ~0.45 ms each),
-    but a queue of such calls on the loop would starve the others, so: only while few requests
-    are in flight and the loop keeps time (app/http/app.py counts the one, measures the other)."""
-    return (getattr(state, "requests_in_flight", 0) <= settings.inline_max_in_flight
-            and getattr(state, "loop_lag_seconds", 0.0) * 1000 < settings.inline_max_loop_lag_ms)
-
-
 @router.post(
     "/cds-services/{service_id}",
     tags=["CDS Hooks"],
@@ -116,7 +107,6 @@ async def call_service(
     now = datetime.now(UTC)  # the request time: the only clock read of a hook call
     fields: dict[str, Any] = {"service": service_id}
     status = 500
-    state = request.app.state
     try:
         service = request.app.state.services.get(service_id)
         if service is None:
@@ -124,7 +114,7 @@ async def call_service(
         settings = request.app.state.settings
         try:
             raw = await read_body(request)
-            inline_max = settings.inline_max_bytes if _loop_keeps_up(state, settings) else 0
+            inline_max = inline_max_bytes(request)
             hook_request, context = await off_the_loop(len(raw) > inline_max, _parse_call, raw, service, settings)
         except RequestProblem as exc:
             raise invalid_request(exc.message, exc.details) from exc

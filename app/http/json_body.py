@@ -111,21 +111,36 @@ def decode_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
     return value
 
 
-def body_limits(request: Request) -> tuple[int, int, int]:
-    """(max_bytes, max_depth, inline_max_bytes) from the app's settings; their defaults for a bare app."""
+def _settings(request: Request) -> Settings:
+    """The app's settings; the defaults for a bare app."""
     settings = getattr(request.app.state, "settings", None)
-    if settings is None:
-        fields = Settings.model_fields
-        return (fields["max_body_bytes"].default, fields["max_json_depth"].default,
-                fields["inline_max_bytes"].default)
-    return settings.max_body_bytes, settings.max_json_depth, settings.inline_max_bytes
+    return settings if settings is not None else Settings.model_construct()
+
+
+def body_limits(request: Request) -> tuple[int, int]:
+    """(max_bytes, max_depth) from the app's settings; the settings' defaults for a bare app."""
+    settings = _settings(request)
+    return settings.max_body_bytes, settings.max_json_depth
+
+
+def inline_max_bytes(request: Request) -> int:
+    """The most data a call of this request may decode and decide on the event loop (0: none).
+    That saves two thread hand-offs (under load the worker and the loop take turns at the GIL,
+    ~0.45 ms each), but a queue of such calls on the loop would starve the others, so: only while
+    few requests are in flight and the loop keeps time (app/http/app.py counts the one, measures
+    the other)."""
+    settings, state = _settings(request), request.app.state
+    keeps_up = (getattr(state, "requests_in_flight", 0) <= settings.inline_max_in_flight
+                and getattr(state, "loop_lag_seconds", 0.0) * 1000 < settings.inline_max_loop_lag_ms)
+    return settings.inline_max_bytes if keeps_up else 0
 
 
 async def read_json(request: Request) -> Any:
     """Check, read and decode a JSON request body (off the loop when large); raises RequestProblem."""
     raw = await read_body(request)
-    max_bytes, max_depth, inline_max = body_limits(request)
-    return await off_the_loop(len(raw) > inline_max, partial(decode_json, max_bytes=max_bytes, max_depth=max_depth), raw)
+    max_bytes, max_depth = body_limits(request)
+    decode = partial(decode_json, max_bytes=max_bytes, max_depth=max_depth)
+    return await off_the_loop(len(raw) > inline_max_bytes(request), decode, raw)
 
 
 async def read_body(request: Request) -> bytes:
@@ -135,9 +150,8 @@ async def read_body(request: Request) -> bytes:
 
 
 async def off_the_loop(offload: bool, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)`, CPU-bound: in a worker thread when `offload` (a large body: the loop stays free
-    for other calls), else right here. Under load a hand-off costs more than it spares: the worker
-    and the loop then take turns at the GIL, so small work runs inline (`inline_max_bytes`)."""
+    """`fn(*args)`, CPU-bound: in a worker thread when `offload` (see `inline_max_bytes`), so that
+    the loop stays free for other calls, else right here."""
     if offload:
         return await run_in_threadpool(fn, *args)
     return fn(*args)
