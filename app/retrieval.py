@@ -237,15 +237,14 @@ def _merge(results: list[_KeyResult], queries: dict[str, str]) -> Retrieved:
             out.unavailable.add(result.key)
             if result.key in queries:
                 out.unavailable.add(resource_type_of(queries[result.key]))
-        keep = out.resources.append
         for resource in result.resources:
             rid = resource.get("id")
-            if rid and isinstance(rid, str):
+            if isinstance(rid, str) and rid:
                 ident = (resource["resourceType"], rid)
                 if ident in seen:
                     continue
                 seen.add(ident)
-            keep(resource)
+            out.resources.append(resource)
     return out
 
 
@@ -259,16 +258,14 @@ def _bundle_resources(key: str, query: str | None, bundle: dict[str, Any], resul
         result.problems.append(_problem(key, query, "Bundle.entry is not a list"))
         return
     skipped = 0
-    keep = result.resources.append
-    for entry in entries:  # _is_resource, inlined: once per resource of the chart
+    for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        rt = resource.get("resourceType") if isinstance(resource, dict) else None
-        if not rt or not isinstance(rt, str):
+        if not _is_resource(resource):
             skipped += 1
             continue
-        if rt == "OperationOutcome":  # search warnings (search.mode=outcome)
+        if resource["resourceType"] == "OperationOutcome":  # search warnings (search.mode=outcome)
             continue
-        keep(resource)  # invalid content is the builder's to report
+        result.resources.append(resource)  # invalid content is the builder's to report
     if skipped:
         result.problems.append(_problem(key, query, f"{skipped} Bundle entr{'y' if skipped == 1 else 'ies'} without a resource skipped"))
 
