@@ -18,15 +18,19 @@ LIMIT = 4096
 SERVER = "https://ehr.example.org/fhir"  # the fake retrieval answers from it
 
 
-@pytest.fixture
-def small_limit_client(fake_pipeline, fake_store, http_settings):
+def _client_with(http_settings, fake_store, **settings):
+    """A client on the app with these settings changed, the fake store and the default policy."""
     from app.engine.policy import Policy
     from app.http.app import create_app
 
-    app = create_app(http_settings.model_copy(update={"max_body_bytes": LIMIT}))
-    app.state.store = fake_store
-    app.state.policy = Policy()
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    app = create_app(http_settings.model_copy(update=settings))
+    app.state.store, app.state.policy = fake_store, Policy()
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def small_limit_client(fake_pipeline, fake_store, http_settings):
+    with _client_with(http_settings, fake_store, max_body_bytes=LIMIT) as test_client:
         yield test_client
 
 
@@ -321,15 +325,6 @@ def where_work_runs(monkeypatch, fake_pipeline):
     monkeypatch.setattr(hooks, "parse_request", parse_request)
     monkeypatch.setattr(facts_builder, "build_facts", build_facts)
     return seen
-
-
-def _client_with(http_settings, fake_store, **settings):
-    from app.engine.policy import Policy
-    from app.http.app import create_app
-
-    app = create_app(http_settings.model_copy(update=settings))
-    app.state.store, app.state.policy = fake_store, Policy()
-    return TestClient(app, raise_server_exceptions=False)
 
 
 def test_a_small_call_is_decoded_and_decided_on_the_event_loop(where_work_runs, http_settings, fake_store):
