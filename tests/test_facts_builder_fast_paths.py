@@ -156,6 +156,28 @@ ODD_RESULTS = [
      "valueQuantity": {"value": 67, "unit": "[in_i]", "system": UCUM, "code": "[in_i]"}},
     {"component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
                     "valueQuantity": {"value": 35, "unit": "U/L"}}]},
+    # the exits of the one-function reader of a plain result (_plain_result)
+    {"status": ["final"]},
+    {"status": None},
+    {"status": "cancelled"},
+    {"code": None},
+    {"code": {"coding": []}},
+    {"code": {"coding": "1975-2"}},
+    {"code": {"coding": ["junk", {"system": "http://loinc.org", "code": "1975-2"}]}},
+    {"code": {"coding": [{"system": "http://loinc.org", "code": "0000-0"}]}},
+    {"code": {"coding": [{"system": "http://loinc.org", "code": "0000-0"},
+                         {"system": "http://loinc.org", "code": "1975-2"}]}},
+    {"code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
+     "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}},
+    {"code": {"text": "bilirubin"}},
+    {"effectiveDateTime": ""},
+    {"effectiveDateTime": 20261120},
+    {"effectiveDateTime": ..., "effectivePeriod": {"start": NOW.isoformat()}},
+    {"effectiveDateTime": "2026", "issued": NOW.isoformat()},
+    {"effectiveDateTime": "2025-06-01T08:00:00Z"},  # long before the horizon
+    {"valueQuantity": {"value": 0.9, "unit": "mg/dL", "code": ["mg/dL"]}},
+    {"valueQuantity": {"value": float("nan"), "unit": "mg/dL"}},
+    {"component": []},
 ]
 
 
@@ -251,8 +273,11 @@ def test_the_fast_path_is_taken(monkeypatch):
     assert facts_builder.FAST_PATHS is True
     calls = []
     monkeypatch.setattr(facts_builder, "_measurement", lambda *a: calls.append(a))
+    monkeypatch.setattr(facts_builder, "_measurement_fast", lambda *a: calls.append(a))
     facts = facts_builder.build_facts("p", [_obs(1)], None, NOW)
-    assert not calls and len(facts.measurements) == 1
+    assert not calls and len(facts.measurements) == 1  # read whole by _plain_result
+    facts_builder.build_facts("p", [_obs(1, effectiveDateTime=..., issued=NOW.isoformat())], None, NOW)
+    assert len(calls) == 1  # not the plain shape: the next reader
     order = _order()
     assert facts_builder._strict_valid(order) is order  # valid and plain: no dump
     assert facts_builder._strict_valid(ODD_ORDERS[1]) is not ODD_ORDERS[1]  # "0.9": dumped
