@@ -390,7 +390,7 @@ def _measurements(
 
     def classify(obs: dict) -> None:
         if plain is not None:
-            m = plain(obs, akeys, horizon)
+            m = plain(obs, akeys, wanted, horizon)
             if m is not _GENERAL:
                 if m is not None:
                     out.append(m)
@@ -524,7 +524,8 @@ _PLAN_CACHE_MAX = 4096
 _value_plans: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
 
 
-def _plain_result(obs: dict, akeys: dict[str, Analyte], horizon: datetime | None) -> Any:
+def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
+                  horizon: datetime | None) -> Any:
     """The common shape of a result read in one function (issue #11: a fifth of a typical
     order-sign call is reading its 200 results): a kept status, an analyte code among the first
     codings, no components, an effectiveDateTime at or after `horizon`, and what
@@ -548,6 +549,8 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], horizon: datetime | None
         if key is not None:
             if key in akeys:
                 break
+            if key in wanted:  # a status or response code first: `classify` reads that one
+                return _GENERAL
             key = None
     if key is None:  # no analyte code: a status or response Observation, or none the rules read
         return _GENERAL if codes else None
