@@ -23,6 +23,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from app.engine.facts import (
     CANONICAL_UNITS,
     Analyte,
@@ -261,18 +263,40 @@ _PLAIN_DATETIME = re.compile(
 def _strict_valid(order: dict[str, Any]) -> dict[str, Any] | None:
     """`_strict_json` without the dump when the order is valid and every member read_draft reads
     is already in the JSON form the dump would give (numbers as numbers, plain dateTimes): the
-    order itself is then returned (issue #11: the dump was most of the strict parse's cost)."""
+    order itself is then returned (issue #11: the dump was most of the strict parse's cost).
+
+    The verdict is kept per order content (its canonical JSON: sorted keys, numbers as sent), so
+    that the calls of one ordering session (order-select, then order-sign, of the same draft)
+    validate it once; an order that is not plain JSON is validated every time."""
+    try:
+        canonical = orjson.dumps(order, option=orjson.OPT_SORT_KEYS)
+        plain_json = orjson.loads(canonical) == order  # False for a caller's datetime, UUID, tuple...
+    except (TypeError, orjson.JSONEncodeError):  # ... or anything orjson cannot write
+        plain_json = False
+    verdict = _strict_verdict(canonical) if plain_json else _strict_verdict_of(order)
+    if isinstance(verdict, str):
+        log.info("draft order %s failed strict R4 parsing, read tolerantly: %s", ref_of(order), verdict)
+        return None
+    return order if verdict is None else orjson.loads(verdict)
+
+
+@lru_cache(maxsize=256)
+def _strict_verdict(canonical: bytes) -> str | bytes | None:
+    return _strict_verdict_of(orjson.loads(canonical))
+
+
+def _strict_verdict_of(order: dict[str, Any]) -> str | bytes | None:
+    """None: valid and read as it is; bytes: valid, its dump (JSON) is to be read; str: invalid,
+    the name of the error."""
     from fhir.resources.R4B.medicationrequest import MedicationRequest
 
     try:
         model = MedicationRequest.model_validate(order)
     except Exception as exc:  # noqa: BLE001 - pydantic ValidationError and fhir_core errors
-        log.info("draft order %s failed strict R4 parsing, read tolerantly: %s",
-                 ref_of(order), type(exc).__name__)
-        return None
+        return type(exc).__name__
     if _reads_as_dumped(order):
-        return order
-    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return None
+    return orjson.dumps(model.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
 def _reads_as_dumped(order: dict[str, Any]) -> bool:

@@ -301,3 +301,39 @@ def test_matching_list_is_matching_elements():
         list(matching_elements(_obs(0, component=5), wanted))
     with pytest.raises(TypeError):
         matching_list(_obs(0, component=5), wanted)
+
+
+def test_the_strict_verdict_is_kept_per_order_content(monkeypatch, caplog):
+    """One validation per draft content: the same order again (another hook call of the same
+    ordering session) is not validated again; any change of content is."""
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+    facts_builder._strict_verdict.cache_clear()
+    calls = []
+    real = MedicationRequest.model_validate.__func__
+
+    def counting(cls, obj, *a, **k):
+        calls.append(obj.get("id"))
+        return real(cls, obj, *a, **k)
+
+    monkeypatch.setattr(MedicationRequest, "model_validate", classmethod(counting))
+    order = _order()
+    assert facts_builder._strict_valid(copy.deepcopy(order)) == order
+    assert facts_builder._strict_valid(copy.deepcopy(order)) == order
+    assert len(calls) == 1
+    changed = _with(order, (*DOSE, "value"), 0.8)
+    assert facts_builder._strict_valid(changed) is changed
+    assert len(calls) == 2
+    as_text = _with(order, (*DOSE, "value"), "0.9")  # same number, another JSON form: dumped
+    assert facts_builder._strict_valid(as_text)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 0.9
+    assert len(calls) == 3
+    invalid = _with(order, ("status",), 5)
+    with caplog.at_level("INFO", logger="app.facts_builder"):
+        assert facts_builder._strict_valid(invalid) is None
+        assert facts_builder._strict_valid(copy.deepcopy(invalid)) is None
+    assert len(calls) == 4
+    assert sum("failed strict R4 parsing" in r.getMessage() for r in caplog.records) == 2  # logged each time
+    not_json = {**order, "authoredOn": datetime(2026, 11, 23, tzinfo=UTC)}  # a caller's Python value
+    facts_builder._strict_valid(not_json)
+    facts_builder._strict_valid(not_json)
+    assert len(calls) == 6  # not cached
