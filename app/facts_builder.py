@@ -618,13 +618,35 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     object.__setattr__(m, "__dict__", {
         "analyte": analyte, "value": value, "effective": eff, "reference": ref_of(obs),
         "unit": canonical,
-        "uln": _limit_fast(high, ucum, canonical, substance) if high else None,
-        "lln": _limit_fast(low, ucum, canonical, substance) if low else None,
+        "uln": _plain_limit(high, ucum, canonical, substance) if high else None,
+        "lln": _plain_limit(low, ucum, canonical, substance) if low else None,
         "comparator": None, "status": status, "code": key,
         "original": f"{v:g} {text_unit}".strip(),  # as read_value's text
         "method": method, "specimen": None,
     })
     return m
+
+
+_plain_limits: dict[tuple[Any, ...], float | None] = {}
+
+
+def _plain_limit(q: dict, value_ucum: str, canonical: str, substance: str | None) -> float | None:
+    """`_limit` of a numeric range limit, kept per value and unit (limits repeat across every result
+    of an analyte); anything else is converted each time."""
+    v = q.get("value")
+    if type(v) is not float and type(v) is not int:  # bools, text: `_limit` says no
+        return _limit(q, value_ucum, canonical, substance)
+    try:
+        key = (v, q.get("unit"), q.get("code"), q.get("system"), value_ucum, canonical, substance)
+        return _plain_limits[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable unit members
+        return _limit(q, value_ucum, canonical, substance)
+    if len(_plain_limits) >= _PLAN_CACHE_MAX:
+        _plain_limits.clear()
+    limit = _plain_limits[key] = _limit(q, value_ucum, canonical, substance)
+    return limit
 
 
 def _value_plan(analyte: Analyte, key: str, unit: Any, code: Any, system: Any) -> tuple[Any, ...] | None:

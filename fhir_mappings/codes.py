@@ -163,8 +163,10 @@ class ValueSetIndex:
     exact: dict[str, set[str]] = field(default_factory=dict)
     prefixes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # system -> (prefix, vs)
     rows: list[ValueSetRow] = field(default_factory=list)
+    _sets_of_key: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # memo
 
     def add(self, row: ValueSetRow) -> None:
+        self._sets_of_key.clear()
         self.rows.append(row)
         system = normalize_system(row.system)
         if row.match == "prefix":
@@ -188,18 +190,27 @@ class ValueSetIndex:
         return added
 
     def value_sets_of_key(self, key: str) -> frozenset[str]:
+        known = self._sets_of_key.get(key)
+        if known is not None:
+            return known
         found = set(self.exact.get(key, ()))
         if self.prefixes:
             system, _, code = key.partition("|")
             for prefix, vs in self.prefixes.get(system, ()):
                 if code.startswith(prefix):
                     found.add(vs)
-        return frozenset(found)
+        if len(self._sets_of_key) >= 8192:  # keys repeat across a chart's resources; bounded
+            self._sets_of_key.clear()
+        known = self._sets_of_key[key] = frozenset(found)
+        return known
 
     def value_sets_of(self, concept: Any) -> frozenset[str]:
         """All value sets any coding of the CodeableConcept belongs to."""
+        keys = concept_keys(concept)
+        if len(keys) == 1:
+            return self.value_sets_of_key(keys[0])
         found: set[str] = set()
-        for key in concept_keys(concept):
+        for key in keys:
             found |= self.value_sets_of_key(key)
         return frozenset(found)
 
