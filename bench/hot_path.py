@@ -7,7 +7,8 @@
 Times (CPU time of this process, so that other load on the machine counts less), per body,
 the median of -n calls of: decoding the body (the product's reader, app/http/json_body.py),
 request parsing (parse_request + validate_context), retrieval (prefetch only), facts, engine and
-cards. Complements bench/side_by_side.py (figures under load); the lever measurements of issue #11
+cards. The engine stage is the service's (`evaluate_for_hook`: patient-view evaluates the next
+due dose). Complements bench/side_by_side.py (figures under load); the lever measurements of issue #11
 use both. A script that prints figures, not a test.
 """
 
@@ -39,11 +40,13 @@ def main() -> None:
     args = p.parse_args()
 
     from app import cards as cards_module
-    from app import engine, facts_builder, retrieval
+    from app import facts_builder, retrieval
     from app.discovery import SERVICES
     from app.engine.decisions import Label
     from app.engine.policy import Policy
     from app.prefetch_queries import PREFETCH_TEMPLATES
+    from app.service import evaluate_for_hook
+    from app.settings import Settings as ServiceSettings
     from cds_hooks.request import parse_request, validate_context
 
     facts_builder.warm()
@@ -58,6 +61,7 @@ def main() -> None:
         gc.freeze()
     print(f"objects tracked by gc: {len(gc.get_objects())}, frozen: {gc.get_freeze_count()}")
     policy = Policy()
+    settings = ServiceSettings()
     try:  # the product's body reader (orjson and the depth check, issue #9), else json.loads
         from app.http.json_body import decode_json
         from app.settings import Settings
@@ -91,7 +95,7 @@ def main() -> None:
         facts = facts_builder.build_facts(ctx.patientId, got.resources, draft_orders, now,
                                           problems=list(got.problems), unavailable=frozenset(got.unavailable))
         lap("facts")
-        decisions = engine.evaluate(facts, now, policy, Label.EU)
+        decisions = evaluate_for_hook(service.hook, facts, now, policy, Label.EU, settings)
         lap("engine")
         card_ctx = cards_module.CardContext(patient_id=ctx.patientId, now=now, label=Label.EU)
         out = [c.to_json() for c in cards_module.build_cards(decisions, card_ctx)]

@@ -7,6 +7,7 @@ after Day 1 whatever the hour of administration.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -17,6 +18,8 @@ from app.engine.facts import Analyte, ClinicalFacts, CycleDay, DoseGiven
 from app.engine.policy import Policy
 from app.engine.regimen import LEVEL_1_FACTOR, label_schedule, mg_per_m2_of_mg
 from app.engine.text import measured, num, plural
+
+T = TypeVar("T")
 
 _NO_CR = {"PR", "SD", "PD", "relapse", "no-CR", "NR", "refractory"}
 
@@ -414,6 +417,28 @@ def _mrd_at(facts: ClinicalFacts, policy: Policy, before: datetime) -> bool | No
 def response_at(facts: ClinicalFacts, policy: Policy, first_dose: datetime | None,
                 when: datetime) -> tuple[Response, str | None]:
     """Response in force at `when` (C-5): the latest known finding after the first dose."""
+    return _shared(facts, ("response_at", first_dose, when), policy,
+                   lambda: _response_at(facts, policy, first_dose, when))
+
+
+def _shared(facts: ClinicalFacts, key: tuple[Any, ...], policy: Policy, compute: Callable[[], T]) -> T:
+    """compute(), kept in the facts' shared memo under `key` and the policy (by identity)."""
+    memo = facts.shared_memo
+    try:
+        policy_of, value = memo[(*key, id(policy))]
+        if policy_of is policy:
+            return value
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable key member: not kept
+        return compute()
+    value = compute()
+    memo[(*key, id(policy))] = (policy, value)
+    return value
+
+
+def _response_at(facts: ClinicalFacts, policy: Policy, first_dose: datetime | None,
+                 when: datetime) -> tuple[Response, str | None]:
     if first_dose is None:
         return Response(status="unknown"), None
     events = [e for e in response_events(facts, policy, first_dose, when) if e.status != "unknown"]
@@ -461,7 +486,14 @@ def hsct_status(facts: ClinicalFacts, when: datetime) -> tuple[bool, bool]:
 
 
 def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> Course:
-    """The course at the draft's dose date (or `now` without a draft), rules C-1..C-6."""
+    """The course at the draft's dose date (or `now` without a draft), rules C-1..C-6. Worked out
+    once per draft, `now` and policy for the facts and their with_draft copies (patient-view
+    reads it for the chart, the next dose and the card's history)."""
+    return _shared(facts, ("course", facts.draft, now), policy,
+                   lambda: _reconstruct_course(facts, now, policy))
+
+
+def _reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> Course:
     draft = facts.draft
     when = draft.dose_date if draft else now
     notes: list[str] = []

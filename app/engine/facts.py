@@ -418,13 +418,24 @@ class ClinicalFacts:
 
     def with_draft(self, draft: DraftDose | None, **changes: Any) -> ClinicalFacts:
         """These facts with another draft (and any other field but the measurements): the
-        next-dose evaluation asks several; the measurements' grouping by analyte is kept."""
+        next-dose evaluation asks several; the measurements' grouping by analyte is kept, and so
+        is the `shared_memo` when nothing else but the other draft orders changes."""
         if "measurements" in changes:
             raise ValueError("with_draft keeps the measurements")
         out = replace(self, draft=draft, **changes)
         if "_series" in self.__dict__:
             out.__dict__["_series"] = self.__dict__["_series"]
+        if set(changes) <= {"other_orders"}:
+            out.__dict__["_shared_memo"] = self.shared_memo
         return out
+
+    @property
+    def shared_memo(self) -> dict[Any, Any]:
+        """Results worked out from these facts, kept for them and for their `with_draft` copies
+        (issue #11: patient-view reads the course of the same chart for several drafts). What is
+        kept may depend on any field but `other_orders`; its key must name the draft, `now` and
+        the policy when it depends on them."""
+        return self.__dict__.setdefault("_shared_memo", {})
 
     def latest(
         self, analyte: Analyte, before: datetime, *, include_preliminary: bool = False
