@@ -84,3 +84,16 @@ def test_the_course_is_kept_per_draft_now_and_policy():
         assert len(calls) == 4
     finally:
         course_module._reconstruct_course = saved
+
+
+@pytest.mark.parametrize("pid", demo_patient_ids())
+def test_the_course_reads_only_the_drafts_date_and_stated_cycle_day(pid):
+    """Why the course is kept per dose date and cycle/day: the same course for any amount."""
+    facts = facts_builder.build_facts(pid, load_patient(pid, NOW), None, NOW)
+    when = NOW + timedelta(days=2)
+    bare = DraftDose(reference="next-dose", dose_date=when)
+    dosed = DraftDose(reference="MedicationRequest/x", dose_date=when, dose_mg=1.2, dose_mg_per_m2=0.8,
+                      status="draft", read_tolerantly=True, problems=("a problem",))
+    policy = Policy()
+    assert (course_module._reconstruct_course(replace(facts, draft=bare), NOW, policy)
+            == course_module._reconstruct_course(replace(facts, draft=dosed), NOW, policy))

@@ -487,10 +487,12 @@ def hsct_status(facts: ClinicalFacts, when: datetime) -> tuple[bool, bool]:
 
 def reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> Course:
     """The course at the draft's dose date (or `now` without a draft), rules C-1..C-6. Worked out
-    once per draft, `now` and policy for the facts and their with_draft copies (patient-view
-    reads it for the chart, the next dose and the card's history)."""
-    return _shared(facts, ("course", facts.draft, now), policy,
-                   lambda: _reconstruct_course(facts, now, policy))
+    once per draft dose date and stated cycle/day (all it reads of the draft), `now` and policy for
+    the facts and their with_draft copies (patient-view reads it for the chart, the next dose at
+    its expected amount and the card's history)."""
+    draft = facts.draft
+    key = ("course", now) if draft is None else ("course", now, draft.dose_date, draft.explicit)
+    return _shared(facts, key, policy, lambda: _reconstruct_course(facts, now, policy))
 
 
 def _reconstruct_course(facts: ClinicalFacts, now: datetime, policy: Policy) -> Course:

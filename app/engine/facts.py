@@ -423,8 +423,7 @@ class ClinicalFacts:
         if "measurements" in changes:
             raise ValueError("with_draft keeps the measurements")
         out = replace(self, draft=draft, **changes)
-        if "_series" in self.__dict__:
-            out.__dict__["_series"] = self.__dict__["_series"]
+        out.__dict__["_series"] = self._series
         if set(changes) <= {"other_orders"}:
             out.__dict__["_shared_memo"] = self.shared_memo
         return out
