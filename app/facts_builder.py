@@ -58,7 +58,7 @@ from app.terminology import (
 )
 from fhir_mappings.codes import ValueSetIndex, coding_key_fast, codings, concept_text
 from fhir_mappings.conditions import condition_statuses, condition_usable
-from fhir_mappings.dates import _parse_text, effective, parse_datetime, period_start
+from fhir_mappings.dates import effective, parse_datetime, parse_datetime_text, period_start
 from fhir_mappings.observations import (
     KEPT_STATUSES,
     matching_list,
@@ -582,7 +582,7 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     q = obs.get("valueQuantity")
     if type(when) is not str or not when or type(q) is not dict or q.get("comparator"):
         return _GENERAL
-    eff = _parse_text(when)
+    eff = parse_datetime_text(when)
     if eff is None or (horizon is not None and eff < horizon):
         return _GENERAL
     v = q.get("value")

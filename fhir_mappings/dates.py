@@ -15,13 +15,14 @@ from typing import Any
 def parse_datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    return _parse_text(value)
+    return parse_datetime_text(value)
 
 
 # A chart repeats its timestamps (every result of a panel, every page of a query): the parsed,
 # immutable datetime of a text is kept. Bounded, per process.
 @lru_cache(maxsize=4096)
-def _parse_text(value: str) -> datetime | None:
+def parse_datetime_text(value: str) -> datetime | None:
+    """parse_datetime of a value already known to be a non-empty str."""
     v = value.strip()
     try:
         if len(v) == 4:

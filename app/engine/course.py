@@ -7,9 +7,9 @@ after Day 1 whatever the hour of administration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 from app.engine.bsa import bsa, body_size_at
 from app.engine.context import Course, CycleHistory, Interruption, Response
