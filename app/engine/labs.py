@@ -232,8 +232,11 @@ def transfused_at(ctx: RuleContext, m: Measurement) -> datetime | None:
     """The platelet transfusion that makes this platelet count unusable for dosing, if any."""
     if m.analyte != Analyte.PLATELETS:
         return None
+    transfused = _transfusions(ctx)
+    if not transfused:
+        return None
     window = timedelta(hours=ctx.policy.transfusion_window_hours)
-    for t in _transfusions(ctx):
+    for t in transfused:
         if t <= m.effective <= t + window:
             return t
     return None
