@@ -9,8 +9,9 @@ that cannot be filled is reported, never sent with an empty value.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import quote
 from typing import Any
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
@@ -49,9 +50,16 @@ def fill_templates(templates: dict[str, str], context: dict[str, Any]) -> Filled
     values = token_values(context)
     result = FilledTemplates()
     for key, template in templates.items():
-        missing = [t for t in _TOKEN.findall(template) if t not in values]
+        parts = _parts(template)
+        missing = [t for t in parts[1::2] if t not in values]
         if missing:
             result.unfilled[key] = missing
         else:
-            result.queries[key] = _TOKEN.sub(lambda m: values[m.group(1)], template)
+            result.queries[key] = "".join(p if i % 2 == 0 else values[p] for i, p in enumerate(parts))
     return result
+
+
+@lru_cache(maxsize=512)  # a service's templates are a handful of constants, filled on every call
+def _parts(template: str) -> tuple[str, ...]:
+    """The template split at its tokens: literal text at even positions, token names at odd ones."""
+    return tuple(_TOKEN.split(template))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_hooks.orders import find_resource, narrow_to_selections
 from cds_hooks.prefetch import fill_templates, token_values
@@ -136,3 +138,23 @@ def test_selections_narrow_draft_orders_and_find_resource():
     assert len(bundle["entry"]) == 3  # the original is untouched
     assert find_resource(bundle, "ServiceRequest/c") == {"resourceType": "ServiceRequest", "id": "c"}
     assert find_resource(bundle, "MedicationRequest/zzz") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["{{context.patientId}}", "{{ context.encounterId }}",
+                                           "{{userPractitionerId}}", "{{context.missing}}", "{{x}}",
+                                           "{{", "}}", "{{context.}}"]),
+                          st.text(alphabet="ab?&=/{}.", max_size=6)), max_size=6))
+def test_templates_are_filled_as_by_the_token_expression(pieces):
+    """The split-once filling gives what substituting each token match would (issue #11)."""
+    from cds_hooks.prefetch import _TOKEN
+
+    template = "".join(pieces)
+    context = {"patientId": "p 1", "encounterId": "e/2", "userId": "Practitioner/u3"}
+    values = token_values(context)
+    got = fill_templates({"k": template}, context)
+    missing = [t for t in _TOKEN.findall(template) if t not in values]
+    if missing:
+        assert got.unfilled == {"k": missing} and not got.queries
+    else:
+        assert got.queries == {"k": _TOKEN.sub(lambda m: values[m.group(1)], template)}

@@ -12,7 +12,7 @@ Thresholds are the label's: ANC 1 and platelets 50 x10^9/L (SmPC 4.2 Table 2), t
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -288,7 +288,7 @@ def build_timeline(facts: ClinicalFacts, decisions: list[Decision], now: datetim
     if nd is not None and facts.draft is None:
         # The course as the engine read it for the next dose: an interruption that dose makes
         # (C-4, a dose overdue today) is part of the timeline.
-        facts = replace(facts, draft=DraftDose(reference="next-dose", dose_date=nd.dose_date))
+        facts = facts.with_draft(DraftDose(reference="next-dose", dose_date=nd.dose_date))
     problems = [{"concept": p.concept, "reason": p.reason, **({"reference": p.reference} if p.reference else {})}
                 for p in facts.problems]
     try:
