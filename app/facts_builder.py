@@ -54,6 +54,7 @@ from app.terminology import (
     analyte_keys,
     is_drug,
     medication_concepts,
+    named_as_drug,
     terminology,
 )
 from fhir_mappings.codes import ValueSetIndex, coding_key_fast, codings, concept_text
@@ -1030,7 +1031,8 @@ def build_facts(
             if rt == "MedicationAdministration":
                 probs.append(DataProblem("medication-history", problem or "no medication", ref_of(r)))
             return
-        if is_drug(cc, idx):
+        sets = idx.value_sets_of(cc)  # once for both questions: is_drug, medication_concepts
+        if DRUG in sets or named_as_drug(cc):
             if rt == "MedicationAdministration":
                 d = _dose_given(r, probs)
                 if d:
@@ -1038,7 +1040,7 @@ def build_facts(
                 return
             concepts = frozenset({DRUG})
         else:
-            concepts = medication_concepts(cc, idx)
+            concepts = sets & MEDICATION_CONCEPTS
             if not concepts:
                 return
         start, end = _med_period(r)

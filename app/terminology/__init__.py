@@ -95,10 +95,21 @@ def is_drug(concept: Any, index: ValueSetIndex | None = None) -> bool:
     if concept is None:
         return False
     idx = index or terminology()
-    if DRUG in idx.value_sets_of(concept):
-        return True
+    return DRUG in idx.value_sets_of(concept) or named_as_drug(concept)
+
+
+def named_as_drug(concept: Any) -> bool:
+    """The last resort of `is_drug`: the concept's text or a coding's display names the drug."""
+    if concept is None:
+        return False
     texts = [concept_text(concept)] + [c.get("display") or "" for c in codings(concept)]
-    return any(t for t in texts if isinstance(t, str) and any(w in t.lower() for w in DRUG_TEXT_TERMS))
+    return any(_names_drug(t) for t in texts if isinstance(t, str) and t)
+
+
+@lru_cache(maxsize=4096)  # a chart repeats its medication texts on every administration
+def _names_drug(text: str) -> bool:
+    lowered = text.lower()
+    return any(w in lowered for w in DRUG_TEXT_TERMS)
 
 
 def medication_concepts(concept: Any, index: ValueSetIndex | None = None) -> frozenset[str]:
