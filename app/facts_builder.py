@@ -67,7 +67,7 @@ from fhir_mappings.observations import (
     reference_limits,
 )
 from fhir_mappings.references import ResourceIndex, medication_concept, ref_of, subject_matches
-from fhir_mappings.units import UnitError, convert, factor, quantity_ucum
+from fhir_mappings.units import CACHED_CHARS, UnitError, convert, factor, parse_budget, quantity_ucum, shown
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,8 @@ def _strict_valid(order: dict[str, Any]) -> dict[str, Any] | None:
     validate it once; an order that is not plain JSON is validated every time."""
     try:
         canonical = orjson.dumps(order, option=orjson.OPT_SORT_KEYS)
-        plain_json = orjson.loads(canonical) == order  # False for a caller's datetime, UUID, tuple...
+        plain_json = (len(canonical) <= _STRICT_CACHED_BYTES  # kept small, every cache entry
+                      and orjson.loads(canonical) == order)  # False for a caller's datetime, tuple...
     except (TypeError, orjson.JSONEncodeError):  # ... or anything orjson cannot write
         plain_json = False
     verdict = _strict_verdict(canonical) if plain_json else _strict_verdict_of(order)
@@ -279,6 +280,9 @@ def _strict_valid(order: dict[str, Any]) -> dict[str, Any] | None:
         log.info("draft order %s failed strict R4 parsing, read tolerantly: %s", ref_of(order), verdict)
         return None
     return order if verdict is None else orjson.loads(verdict)
+
+
+_STRICT_CACHED_BYTES = 16 * 1024  # a draft order is ~1.5 KB
 
 
 @lru_cache(maxsize=256)
@@ -466,16 +470,16 @@ def _measurement(
     substance = SUBSTANCE.get(analyte)
     q = vr.quantity or {}
     if not (q.get("unit") or q.get("code")):
-        problem(f"value {vr.text!r} has no unit")
+        problem(f"value {shown(vr.text)} has no unit")
         return None
     try:
         ucum = quantity_ucum(q)
         value = convert(vr.value, ucum, canonical, substance)
     except UnitError as exc:
-        problem(f"{exc} (value {vr.text!r})")
+        problem(f"{exc} (value {shown(vr.text)})")
         return None
     if value < 0 or value > PLAUSIBLE_MAX.get(analyte, float("inf")):
-        problem(f"implausible value {vr.text!r} = {value:g} {canonical}: check the unit")
+        problem(f"implausible value {shown(vr.text)} = {value:g} {canonical}: check the unit")
         return None
     low, high = reference_limits(el)
     return Measurement(
@@ -514,7 +518,8 @@ def _measurement_fast(
     unit, code, system = q.get("unit"), q.get("code"), q.get("system")
     canonical, substance, plausible_max = _ANALYTE_CONSTANTS[analyte]
     try:
-        plan = _unit_plan(unit, code, system, canonical, substance) if (unit or code) else None
+        plan = (_unit_plan(unit, code, system, canonical, substance)
+                if (unit or code) and not _long((unit, code, system)) else None)
     except TypeError:  # unhashable unit members
         plan = None
     if plan is None:  # no unit, unknown or unconvertible unit, junk: the general path says why
@@ -545,6 +550,11 @@ def _measurement_fast(
 
 
 _GENERAL = object()  # _plain_result: "not the plain shape, read this result the general way"
+
+
+def _long(members: tuple[Any, ...]) -> bool:
+    """True when a str among `members` is too long to be a cache key (units.CACHED_CHARS)."""
+    return any(type(m) is str and len(m) > CACHED_CHARS for m in members)
 _PLAN_CACHE_MAX = 4096
 _value_plans: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
 
@@ -590,12 +600,14 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     if not ((type(v) is float and math.isfinite(v)) or (type(v) is int and -_MAX_EXACT_INT < v < _MAX_EXACT_INT)):
         return _GENERAL
     unit, ucode = q.get("unit"), q.get("code")
+    plan_key = (key, unit, ucode, q.get("system"))
     try:
-        plan_key = (key, unit, ucode, q.get("system"))
         plan = _value_plans.get(plan_key, _GENERAL)
     except TypeError:  # unhashable unit members
         return _GENERAL
     if plan is _GENERAL:
+        if _long(plan_key):  # every cache entry kept small: such units are read the general way
+            return _GENERAL
         plan = _value_plan(akeys[key], key, *plan_key[1:])
         if len(_value_plans) >= _PLAN_CACHE_MAX:
             _value_plans.clear()
@@ -637,12 +649,14 @@ def _plain_limit(q: dict, value_ucum: str, canonical: str, substance: str | None
     v = q.get("value")
     if type(v) is not float and type(v) is not int:  # bools, text: `_limit` says no
         return _limit(q, value_ucum, canonical, substance)
+    key = (v, q.get("unit"), q.get("code"), q.get("system"), value_ucum, canonical, substance)
     try:
-        key = (v, q.get("unit"), q.get("code"), q.get("system"), value_ucum, canonical, substance)
         return _plain_limits[key]
     except KeyError:
         pass
     except TypeError:  # unhashable unit members
+        return _limit(q, value_ucum, canonical, substance)
+    if _long(key):  # every cache entry kept small
         return _limit(q, value_ucum, canonical, substance)
     if len(_plain_limits) >= _PLAN_CACHE_MAX:
         _plain_limits.clear()
@@ -706,6 +720,8 @@ def _unit_plan(unit: Any, code: Any, system: Any, canonical: str, substance: str
 
 
 def _limit_fast(q: dict, value_ucum: str, canonical: str, substance: str | None) -> float | None:
+    if _long((q.get("unit"), q.get("code"), q.get("system"))):
+        return _limit(q, value_ucum, canonical, substance)
     try:
         return _limit_cached(q.get("value"), q.get("unit"), q.get("code"), q.get("system"),
                              value_ucum, canonical, substance)
@@ -946,6 +962,11 @@ def _patient(resources: list[dict], patient_id: str) -> PatientInfo:
     return PatientInfo(patient_id)
 
 
+# Units the caches have not seen are parsed at a few milliseconds each (app.fhir_mappings.units):
+# a chart needs a handful; a body of made-up units would otherwise keep the worker for seconds.
+MAX_UNIT_PARSES_PER_CALL = 32
+
+
 def build_facts(
     patient_id: str,
     resources: list[dict[str, Any]],
@@ -961,7 +982,24 @@ def build_facts(
 
     `selections` (order-select) picks which inotuzumab draft order is checked; `problems`,
     `unavailable` and `availability` (per data domain, issue #8) from retrieval are carried into
-    the facts."""
+    the facts. At most MAX_UNIT_PARSES_PER_CALL new units are parsed; results in further ones are
+    reported unusable."""
+    with parse_budget(MAX_UNIT_PARSES_PER_CALL):
+        return _build_facts(patient_id, resources, draft_orders, now, selections=selections,
+                            problems=problems, unavailable=unavailable, availability=availability)
+
+
+def _build_facts(
+    patient_id: str,
+    resources: list[dict[str, Any]],
+    draft_orders: dict[str, Any] | None,
+    now: datetime,
+    *,
+    selections: list[str] | None,
+    problems: list[DataProblem] | None,
+    unavailable: frozenset[str],
+    availability: Mapping[Domain, DomainStatus] | None,
+) -> ClinicalFacts:
     idx = terminology()
     probs: list[DataProblem] = list(problems or [])
     drafts, urls, draft_problems = _bundle_resources(draft_orders)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +131,27 @@ def concept_keys(concept: Any) -> list[str]:
     return keys
 
 
-@lru_cache(maxsize=8192)
-def _coding_key_cached(system: Any, code: Any) -> str | None:
-    return coding_key(system if isinstance(system, str) else None, code)
+_CACHED_CHARS = 256  # longer systems or codes are looked up uncached (cache entries stay small)
+_CACHE_MAX = 8192
+_coding_keys: dict[tuple[Any, Any], str | None] = {}
+_MISSING = object()
 
 
 def coding_key_fast(system: Any, code: Any) -> str | None:
     """coding_key, cached (codes repeat across thousands of Observations)."""
     try:
-        return _coding_key_cached(system, code)
+        known = _coding_keys.get((system, code), _MISSING)
     except TypeError:  # unhashable junk in system/code
         return None
+    if known is not _MISSING:
+        return known
+    key = coding_key(system if isinstance(system, str) else None, code)
+    if not ((type(system) is str and len(system) > _CACHED_CHARS)
+            or (type(code) is str and len(code) > _CACHED_CHARS)):
+        if len(_coding_keys) >= _CACHE_MAX:
+            _coding_keys.clear()
+        _coding_keys[(system, code)] = key
+    return key
 
 
 @dataclass(frozen=True)
@@ -199,9 +208,11 @@ class ValueSetIndex:
             for prefix, vs in self.prefixes.get(system, ()):
                 if code.startswith(prefix):
                     found.add(vs)
-        if len(self._sets_of_key) >= 8192:  # keys repeat across a chart's resources; bounded
-            self._sets_of_key.clear()
-        known = self._sets_of_key[key] = frozenset(found)
+        known = frozenset(found)
+        if len(key) <= 2 * _CACHED_CHARS:  # keys repeat across a chart's resources; bounded
+            if len(self._sets_of_key) >= 8192:
+                self._sets_of_key.clear()
+            self._sets_of_key[key] = known
         return known
 
     def value_sets_of(self, concept: Any) -> frozenset[str]:

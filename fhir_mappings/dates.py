@@ -8,7 +8,6 @@ it, and UTC is then assumed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 
@@ -19,10 +18,28 @@ def parse_datetime(value: Any) -> datetime | None:
 
 
 # A chart repeats its timestamps (every result of a panel, every page of a query): the parsed,
-# immutable datetime of a text is kept. Bounded, per process.
-@lru_cache(maxsize=4096)
+# immutable datetime of a text is kept. Bounded, per process: at most _CACHE_MAX texts, none
+# longer than _CACHED_CHARS (a FHIR instant is at most 35 characters).
+_CACHED_CHARS = 64
+_CACHE_MAX = 4096
+_parsed: dict[str, datetime | None] = {}
+_MISSING = object()
+
+
 def parse_datetime_text(value: str) -> datetime | None:
     """parse_datetime of a value already known to be a non-empty str."""
+    known = _parsed.get(value, _MISSING)
+    if known is not _MISSING:
+        return known  # type: ignore[return-value]
+    dt = _parse(value)
+    if len(value) <= _CACHED_CHARS:
+        if len(_parsed) >= _CACHE_MAX:
+            _parsed.clear()
+        _parsed[value] = dt
+    return dt
+
+
+def _parse(value: str) -> datetime | None:
     v = value.strip()
     try:
         if len(v) == 4:

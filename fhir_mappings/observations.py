@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_mappings.codes import coding_key_fast
+from fhir_mappings.units import SHOWN_CHARS, shown
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
 FLAGGED_STATUSES = frozenset({"preliminary"})
@@ -59,16 +60,23 @@ def parse_value_string(text: str) -> tuple[str | None, float, str] | None:
     return (COMPARATORS.get(comp) if comp else None), value, rest
 
 
+def _cut(text: Any) -> str:
+    """A value or unit as sent, for evidence, cut to SHOWN_CHARS characters (a body may hold
+    megabytes where a unit belongs: the card does not repeat them)."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 def read_value(element: dict[str, Any]) -> ValueRead:
     q = element.get("valueQuantity")
     if isinstance(q, dict):
         v = q.get("value")
-        unit_text = q.get("unit") or q.get("code") or ""
+        unit_text = _cut(q.get("unit") or q.get("code") or "")
         if isinstance(v, str):  # some servers send decimals as strings
             parsed = parse_value_string(v)
             v = parsed[1] if parsed else None
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            return ValueRead(problem="valueQuantity without a numeric value", text=str(q.get("value")))
+            return ValueRead(problem="valueQuantity without a numeric value", text=_cut(q.get("value")))
         comp = q.get("comparator")
         comp = COMPARATORS.get(comp) if comp else None
         text = f"{comp or ''}{v:g} {unit_text}".strip()
@@ -77,16 +85,16 @@ def read_value(element: dict[str, Any]) -> ValueRead:
     if isinstance(s, str):
         parsed = parse_value_string(s)
         if parsed is None:
-            return ValueRead(problem=f"value {s!r} is not a number", text=s)
+            return ValueRead(problem=f"value {shown(s)} is not a number", text=_cut(s))
         comp, v, rest = parsed
-        return ValueRead(v, comp, {"unit": rest} if rest else {}, text=s)
+        return ValueRead(v, comp, {"unit": rest} if rest else {}, text=_cut(s))
     for key in ("valueInteger", "valueDecimal"):
         v = element.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return ValueRead(float(v), None, {}, text=f"{v}")
     cc = element.get("valueCodeableConcept")
     if isinstance(cc, dict):
-        return ValueRead(concept=cc, text=cc.get("text") or "")
+        return ValueRead(concept=cc, text=_cut(cc.get("text") or ""))
     dar = element.get("dataAbsentReason")
     if isinstance(dar, dict):
         why = next((c.get("code") for c in dar.get("coding") or () if isinstance(c, dict)), None)

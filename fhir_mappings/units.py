@@ -10,20 +10,58 @@ Anything else unknown raises UnitError: an unusable result, never a guess.
 
 The registry costs ~1 s to build: it is built lazily on the first conversion that needs it (call
 `warm()` at startup); identical units and cached factors never touch it.
+
+Bounded: parsing a unit the caches have not seen costs milliseconds (hundreds for a long made-up
+one), so only units of at most MAX_UCUM_CHARS are parsed, at most `parse_budget(n)` of them per
+block (the facts builder: per hook call), and units in messages are shown cut to SHOWN_CHARS.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
+MAX_UCUM_CHARS = 40  # the longest clinical UCUM codes ("mL/min/{1.73_m2}") are under 20
+SHOWN_CHARS = 40
+CACHED_CHARS = 128  # longer unit members are read uncached (each cache entry stays small)
 
 
 class UnitError(ValueError):
     """A unit that cannot be read or converted to the wanted unit."""
+
+
+def shown(text: Any) -> str:
+    """repr() of a unit (or a value) for a message, cut to SHOWN_CHARS characters."""
+    if isinstance(text, str) and len(text) > SHOWN_CHARS:
+        return repr(text[:SHOWN_CHARS]) + f" (cut, {len(text):,} characters)"
+    return repr(text)
+
+
+_parses_left: ContextVar[list[int] | None] = ContextVar("ucum_parses_left", default=None)
+
+
+@contextmanager
+def parse_budget(parses: int) -> Iterator[None]:
+    """At most `parses` units not seen before are parsed inside this block; beyond, UnitError."""
+    token = _parses_left.set([parses])
+    try:
+        yield
+    finally:
+        _parses_left.reset(token)
+
+
+def _spend_parse() -> None:
+    left = _parses_left.get()
+    if left is not None:
+        if left[0] <= 0:
+            raise UnitError("too many different units in one request to read them all")
+        left[0] -= 1
 
 
 # Molar masses (g/mol) and valences of analytes measured both ways.
@@ -104,21 +142,28 @@ def to_ucum(unit: str | None, code: str | None = None, system: str | None = None
             return alias
         if _is_ucum(c):
             return c
-    raise UnitError(f"unknown unit {candidates[0]!r}")
+    raise UnitError(f"unknown unit {shown(candidates[0])}")
 
 
 def quantity_ucum(quantity: dict[str, Any]) -> str:
     """UCUM code of a Quantity dict (code when system is UCUM, else unit). Raises UnitError."""
+    members = (quantity.get("unit"), quantity.get("code"), quantity.get("system"))
+    if any(isinstance(v, str) and len(v) > CACHED_CHARS for v in members):
+        return _to_ucum_checked(*members)
     try:
-        return _to_ucum_cached(quantity.get("unit"), quantity.get("code"), quantity.get("system"))
+        return _to_ucum_cached(*members)
     except TypeError as exc:  # unhashable junk (a list or object where a string belongs)
-        raise UnitError(f"malformed unit {quantity.get('unit')!r}") from exc
+        raise UnitError(f"malformed unit {shown(quantity.get('unit'))}") from exc
 
 
 @lru_cache(maxsize=2048)
 def _to_ucum_cached(unit: Any, code: Any, system: Any) -> str:
+    return _to_ucum_checked(unit, code, system)
+
+
+def _to_ucum_checked(unit: Any, code: Any, system: Any) -> str:
     if not all(v is None or isinstance(v, str) for v in (unit, code, system)):
-        raise UnitError(f"malformed unit {unit!r}")
+        raise UnitError(f"malformed unit {shown(unit)}")
     return to_ucum(unit, code, system)
 
 
@@ -144,8 +189,9 @@ def warm() -> None:
 
 @lru_cache(maxsize=1024)
 def _is_ucum(code: str) -> bool:
-    if not code or any(ch.isspace() for ch in code):
+    if not code or len(code) > MAX_UCUM_CHARS or any(ch.isspace() for ch in code):
         return False
+    _spend_parse()
     try:
         _ureg().from_ucum(code)
         return True
@@ -156,12 +202,15 @@ def _is_ucum(code: str) -> bool:
 @lru_cache(maxsize=4096)
 def _pint_factor(frm: str, to: str) -> tuple[float | None, str]:
     """(factor, dimensionality of frm): frm -> to, factor None when dimensions differ."""
+    if len(frm) > MAX_UCUM_CHARS or len(to) > MAX_UCUM_CHARS:
+        raise UnitError(f"unknown unit {shown(frm)} or {shown(to)}")
+    _spend_parse()
     ureg = _ureg()
     try:
         q_from = ureg.from_ucum(frm)
         q_to = ureg.from_ucum(to)
     except Exception as exc:  # noqa: BLE001
-        raise UnitError(f"unknown unit {frm!r} or {to!r}") from exc
+        raise UnitError(f"unknown unit {shown(frm)} or {shown(to)}") from exc
     dim = str(q_from.dimensionality)
     try:
         return float((q_from / q_to).to("dimensionless").magnitude), dim
@@ -186,7 +235,7 @@ def factor(frm: str, to: str, substance: str | None = None) -> float:
     if f is not None and not eq_mismatch:
         return f
     if substance is None:
-        raise UnitError(f"cannot convert {frm!r} to {to!r}")
+        raise UnitError(f"cannot convert {shown(frm)} to {shown(to)}")
     # Through the base concentrations: g/L <-> mol/L (molar mass), mol/L <-> eq/L (valence).
     m = MOLAR_MASS.get(substance)
     z = VALENCE.get(substance)
@@ -197,7 +246,7 @@ def factor(frm: str, to: str, substance: str | None = None) -> float:
                 raise UnitError(f"no valence for {substance}")
             eq_f, _ = _pint_factor(unit, "eq/L")
             if eq_f is None:
-                raise UnitError(f"cannot read {unit!r} as a concentration")
+                raise UnitError(f"cannot read {shown(unit)} as a concentration")
             return eq_f / z
         mol_f, _ = _pint_factor(unit, "mol/L")
         if mol_f is not None:
@@ -205,18 +254,18 @@ def factor(frm: str, to: str, substance: str | None = None) -> float:
         g_f, _ = _pint_factor(unit, "g/L")
         if g_f is not None and m:
             return g_f / m
-        raise UnitError(f"cannot convert {unit!r} for {substance}")
+        raise UnitError(f"cannot convert {shown(unit)} for {substance}")
 
     try:
         return to_mol_per_l(frm) / to_mol_per_l(to)
     except UnitError as exc:
-        raise UnitError(f"cannot convert {frm!r} to {to!r} for {substance}") from exc
+        raise UnitError(f"cannot convert {shown(frm)} to {shown(to)} for {substance}") from exc
 
 
 def convert(value: float, frm: str, to: str, substance: str | None = None) -> float:
     """`value` in UCUM `frm` expressed in UCUM `to`. Raises UnitError."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise UnitError(f"not a number: {value!r}")
+        raise UnitError(f"not a number: {shown(value)}")
     f = factor(frm, to, substance)
     if f == 1.0:
         return float(value)

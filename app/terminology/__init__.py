@@ -103,10 +103,15 @@ def named_as_drug(concept: Any) -> bool:
     if concept is None:
         return False
     texts = [concept_text(concept)] + [c.get("display") or "" for c in codings(concept)]
-    return any(_names_drug(t) for t in texts if isinstance(t, str) and t)
+    return any(_names_drug_cached(t) if len(t) <= 256 else _names_drug(t)
+               for t in texts if isinstance(t, str) and t)
 
 
 @lru_cache(maxsize=4096)  # a chart repeats its medication texts on every administration
+def _names_drug_cached(text: str) -> bool:
+    return _names_drug(text)
+
+
 def _names_drug(text: str) -> bool:
     lowered = text.lower()
     return any(w in lowered for w in DRUG_TEXT_TERMS)

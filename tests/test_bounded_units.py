@@ -1,0 +1,170 @@
+"""Units read within bounds: a body of junk where units belong costs milliseconds, not seconds, and
+the card does not repeat it.
+
+Parsing a unit the caches have not seen costs milliseconds with the UCUM grammar, hundreds of them
+for a long made-up one ("m.m.m..." of 4,000 characters: ~0.6 s; 100 distinct made-up units in one
+order-sign body: ~3 s on the event loop before this bound). `fhir_mappings.units` parses only units
+of at most MAX_UCUM_CHARS, at most `parse_budget(n)` of them per block (the facts builder: per hook
+call), cuts units and values in messages and evidence to SHOWN_CHARS, and keeps long unit members
+out of its caches.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import facts_builder
+from app.engine.facts import Analyte
+from fhir_mappings import units
+from fhir_mappings.observations import read_value
+from fhir_mappings.units import MAX_UCUM_CHARS, SHOWN_CHARS, UnitError, parse_budget, to_ucum
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+MB = 1_000_000
+
+
+@pytest.fixture
+def counted_parses(monkeypatch):
+    """Every unit the UCUM grammar is asked to parse (the expensive step)."""
+    calls: list[str] = []
+    registry = units._ureg()
+    real = registry.from_ucum
+
+    def counting(code, *args, **kwargs):
+        calls.append(code)
+        return real(code, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "from_ucum", counting)
+    caches = (units._is_ucum, units._pint_factor, units.factor, units._to_ucum_cached,
+              facts_builder._unit_plan, facts_builder._limit_cached)
+
+    def clear() -> None:
+        for cache in caches:
+            cache.cache_clear()
+        facts_builder._value_plans.clear()
+        facts_builder._plain_limits.clear()
+
+    clear()
+    yield calls
+    clear()  # nothing read under the counter stays behind for other tests
+
+
+def test_a_unit_longer_than_any_ucum_code_is_not_parsed(counted_parses):
+    for junk in ("m." * 2000 + "g", "(" * 500 + "m" + ")" * 500, "x" * MB):
+        with pytest.raises(UnitError) as err:
+            to_ucum(junk)
+        assert len(str(err.value)) < 3 * SHOWN_CHARS  # the message does not repeat it
+    assert counted_parses == []
+    assert to_ucum("mL/min/{1.73_m2}") == "mL/min/{1.73_m2}"  # real ones are far shorter
+    assert len("mL/min/{1.73_m2}") < MAX_UCUM_CHARS
+
+
+def test_at_most_the_budget_of_new_units_is_parsed_in_a_block(counted_parses):
+    made_up = [f"m.g{i}" for i in range(10)]
+    read, refused = [], []
+    with parse_budget(4):
+        for u in made_up:
+            try:
+                read.append(to_ucum(u))
+            except UnitError as exc:
+                refused.append(str(exc))
+    assert len(counted_parses) == 4  # one grammar parse per new unit here
+    assert len(refused) >= 6 and all("too many different units" in r for r in refused[-6:])
+    to_ucum("m.g9")  # outside a block: no bound; a refusal was not cached as an answer
+    assert counted_parses[-1] == "m.g9"
+
+
+def _obs(i: int, unit: str) -> dict:
+    return {"resourceType": "Observation", "id": f"junk{i}", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1975-2"}]},
+            "subject": {"reference": "Patient/p"},
+            "effectiveDateTime": (NOW - timedelta(hours=i + 1)).isoformat(),
+            "valueQuantity": {"value": 1.0, "unit": unit}}
+
+
+def test_one_hook_calls_facts_parse_at_most_the_per_call_budget(counted_parses):
+    resources = [_obs(i, f"m.m.m.g{i}") for i in range(100)]
+    facts = facts_builder.build_facts("p", resources, None, NOW)
+    # a budget unit is one unit checked or one conversion (the grammar then reads both sides)
+    assert len(counted_parses) <= 2 * facts_builder.MAX_UNIT_PARSES_PER_CALL
+    bilirubin = [p for p in facts.problems if p.concept == Analyte.BILIRUBIN.value]
+    assert len(bilirubin) == 100 and not facts.measurements  # each one said unusable, none used
+    assert any("too many different units" in p.reason for p in bilirubin)
+
+
+def test_long_unit_members_stay_out_of_the_caches(counted_parses, monkeypatch):
+    asked: list[tuple] = []
+    for module, name in ((units, "_to_ucum_cached"), (facts_builder, "_unit_plan"),
+                         (facts_builder, "_limit_cached")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real: asked.append(a) or _real(*a))
+    long_unit = "u" * (units.CACHED_CHARS + 1)
+    q = {"value": 1.0, "unit": long_unit, "code": "mg/dL", "system": units.UCUM_SYSTEM}
+    obs = _obs(0, "mg/dL") | {"valueQuantity": q,
+                              "referenceRange": [{"high": {"value": 1.2, "unit": long_unit}}]}
+    short = _obs(1, "mg/dL")
+    facts = facts_builder.build_facts("p", [obs, short], None, NOW)
+    assert sorted(m.value for m in facts.measurements) == [1.0, 1.0]  # the UCUM code is read as before
+    assert all(len(m.original) <= SHOWN_CHARS + 10 for m in facts.measurements)
+    assert asked  # the short one went through the caches ...
+    assert not [a for a in asked if any(isinstance(x, str) and len(x) > units.CACHED_CHARS for x in a)]
+    for key in (*facts_builder._value_plans, *facts_builder._plain_limits):  # ... the long one never
+        assert not any(isinstance(k, str) and len(k) > units.CACHED_CHARS for k in key)
+    assert facts_builder._value_plans
+
+
+def test_values_and_units_in_evidence_are_cut():
+    v = read_value({"valueQuantity": {"value": 2, "unit": "x" * MB}})
+    assert len(v.text) <= SHOWN_CHARS + 4
+    v = read_value({"valueString": "y" * MB})
+    assert len(v.text) <= SHOWN_CHARS + 1 and len(v.problem) < 3 * SHOWN_CHARS
+
+
+def test_an_order_sign_call_with_junk_units_is_answered_small_and_never_proceed(tmp_path):
+    from app.http.app import create_app
+    from app.settings import Settings
+    from bench.charts import bodies
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/junk.db", embedded_fhir=False, log_level="WARNING")
+    service, body = bodies(datetime.now(UTC), "http://127.0.0.1:1/fhir")["order-sign"]
+    pid = body["context"]["patientId"]
+    with TestClient(create_app(settings)) as client:
+        url = f"/cds-services/{service}"
+        plain = client.post(url, json=body)
+        assert plain.status_code == 200
+        assert [c["extension"]["besponsa-cds"]["decision"] for c in plain.json()["cards"]] == ["proceed"]
+        for junk in ("x" * MB, "m." * 2000 + "g"):
+            latest = _obs(0, junk) | {"subject": {"reference": f"Patient/{pid}"},
+                                      "effectiveDateTime": datetime.now(UTC).isoformat()}
+            sent = copy.deepcopy(body)
+            sent["prefetch"]["labs"]["entry"].append({"resource": latest})
+            res = client.post(url, json=sent)
+            assert res.status_code == 200
+            assert len(res.content) < 20_000  # was 2 MB: the unit twice
+            decisions = [c["extension"]["besponsa-cds"]["decision"] for c in res.json()["cards"]]
+            assert "proceed" not in decisions and "obtain-data" in decisions  # the newest bilirubin is unusable
+
+
+def test_long_texts_stay_out_of_the_text_caches():
+    from app import terminology
+    from fhir_mappings import codes, dates
+
+    dates._parsed.clear()
+    codes._coding_keys.clear()
+    terminology._names_drug_cached.cache_clear()
+    assert dates.parse_datetime("2" * MB) is None
+    assert dates.parse_datetime(" " * 100 + "2026-11-23") is not None  # same answer, uncached
+    assert codes.coding_key_fast("http://loinc.org", "9" * MB) == "http://loinc.org|" + "9" * MB
+    assert codes.coding_key_fast("x" * MB, "1975-2") is not None
+    assert terminology.named_as_drug({"text": "x" * MB + " inotuzumab"})
+    idx = terminology.terminology()
+    idx.value_sets_of({"coding": [{"system": "http://loinc.org", "code": "9" * MB}]})
+    assert all(len(k) <= 512 for k in idx._sets_of_key)
+    assert not dates._parsed and not codes._coding_keys
+    assert terminology._names_drug_cached.cache_info().currsize == 0
+    assert dates.parse_datetime("2026-11-23") is not None and len(dates._parsed) == 1
+    assert codes.coding_key_fast("http://loinc.org", "1975-2") and len(codes._coding_keys) == 1
