@@ -28,6 +28,7 @@ from app import orders, overrides
 from app.engine.completeness import NOT_CHECKED, NOT_READ
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.next_dose import NEXT_DOSE
+from app.engine.text import clipped
 from app.extensions import BASE
 from cds_hooks.cards import Action, Card, Coding, Link, Source, Suggestion
 
@@ -347,7 +348,8 @@ def evidence_json(ev: Evidence) -> dict[str, Any]:
         v = getattr(ev, f.name)
         if v is None or v == "":
             continue
-        out[f.name] = v.isoformat() if isinstance(v, (date, datetime)) else v
+        out[f.name] = (v.isoformat() if isinstance(v, (date, datetime))
+                       else clipped(v) if isinstance(v, str) else v)
     return out
 
 

@@ -168,3 +168,28 @@ def test_long_texts_stay_out_of_the_text_caches():
     assert terminology._names_drug_cached.cache_info().currsize == 0
     assert dates.parse_datetime("2026-11-23") is not None and len(dates._parsed) == 1
     assert codes.coding_key_fast("http://loinc.org", "1975-2") and len(codes._coding_keys) == 1
+
+
+def test_ids_and_texts_as_sent_are_not_repeated_whole_in_cards(tmp_path):
+    """Evidence cells and members are cut to EVIDENCE_CHARS: an Observation id of a megabyte (not a
+    FHIR id, at most 64 characters) came back twice in a 2 MB response."""
+    from app.engine.text import EVIDENCE_CHARS
+    from app.http.app import create_app
+    from app.settings import Settings
+    from bench.charts import bodies
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/ids.db", embedded_fhir=False, log_level="WARNING")
+    service, body = bodies(datetime.now(UTC), "http://127.0.0.1:1/fhir")["order-sign"]
+    pid = body["context"]["patientId"]
+    high = _obs(0, "mg/dL") | {"id": "Z" * MB, "subject": {"reference": f"Patient/{pid}"},
+                               "effectiveDateTime": datetime.now(UTC).isoformat(),
+                               "valueQuantity": {"value": 5.0, "unit": "mg/dL"}}
+    sent = copy.deepcopy(body)
+    sent["prefetch"]["labs"]["entry"].append({"resource": high})
+    with TestClient(create_app(settings)) as client:
+        res = client.post(f"/cds-services/{service}", json=sent)
+    assert res.status_code == 200 and len(res.content) < 20_000
+    cards = res.json()["cards"]
+    assert cards[0]["extension"]["besponsa-cds"]["decision"] == "hold"  # the result is still read
+    shown = [e.get("reference", "") for c in cards for e in c["extension"]["besponsa-cds"].get("evidence", [])]
+    assert any(r.startswith("Observation/ZZZ") and len(r) == EVIDENCE_CHARS + 1 for r in shown)

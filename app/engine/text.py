@@ -13,6 +13,15 @@ from app.engine.facts import Measurement
 SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
 
 
+EVIDENCE_CHARS = 200  # the most of one evidence cell or member a card shows (ids, texts as sent)
+
+
+def clipped(text: str, limit: int = EVIDENCE_CHARS) -> str:
+    """`text` cut to `limit` characters ("..." marks the cut): a card never repeats the megabytes
+    a body may hold where an id or a display text belongs."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def num(x: float | None, digits: int = 3) -> str:
     """0.5 -> "0.5", 0.375 -> "0.375", 1.4700 -> "1.47", 2.0 -> "2"; None -> "?"."""
     if x is None:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from app.engine.context import RuleContext
 from app.engine.decisions import Decision, DecisionCode, Evidence, Label
 from app.engine.labs import name, num, unit_text
+from app.engine.text import clipped
 
 MAX_SUMMARY = 140
 
@@ -74,7 +75,7 @@ def _cell(x: object, today: date | None = None) -> str:
         return num(x)
     if isinstance(x, (datetime, date)):
         return when_text(x, today)
-    return str(x).replace("|", "\\|")
+    return clipped(str(x)).replace("|", "\\|")
 
 
 _COLUMNS = ("Finding", "Value", "Unit", "ULN", "x ULN", "CTCAE grade", "Date", "Source", "Note")
