@@ -42,7 +42,7 @@ from app.engine.facts import (
     ReactionFact,
     ResponseFinding,
 )
-from app.engine.facts import Domain, DomainStatus  # availability per data domain (issue #8)
+from app.engine.facts import Availability, Domain, DomainStatus  # per data domain (issue #8)
 from app.extensions import TREATMENT_CYCLE_DAY
 from app.terminology import (
     CONDITION_CONCEPTS,
@@ -983,6 +983,11 @@ def _patient(resources: list[dict], patient_id: str) -> PatientInfo:
     return PatientInfo(patient_id)
 
 
+# A course is at most 6 cycles of 3 doses (SmPC 4.2). Reconstructing it compares every dose with
+# the ones before it: 5,000 administrations took 2 s. More than this many is not a course history.
+MAX_COURSE_DOSES = 18
+MAX_ADMINISTRATIONS_READ = 100
+
 # Units the caches have not seen are parsed at a few milliseconds each (app.fhir_mappings.units):
 # a chart needs a handful; a body of made-up units would otherwise keep the worker for seconds.
 MAX_UNIT_PARSES_PER_CALL = 32
@@ -1112,6 +1117,13 @@ def _build_facts(
     draft, others = _drafts(drafts, index, idx, now, selections, probs)
 
     # Observations last: the first dose given bounds how far back results are converted.
+    availability = dict(availability or {})
+    if len(doses) > MAX_ADMINISTRATIONS_READ:  # not a course: say so, read none of them
+        reason = (f"{len(doses):,} administrations on record, more than any course has (at most "
+                  f"{MAX_COURSE_DOSES} doses): not read")
+        probs.append(DataProblem("medication-history", reason))
+        availability[Domain.ADMINISTRATIONS] = DomainStatus(Availability.UNREADABLE, reason)
+        doses = []
     anchor = min([d.given_at for d in doses] + [draft.dose_date if draft else now])
     measurements = _measurements(by_type.get("Observation", []), patient_id, idx, probs,
                                  conditions, responses,
@@ -1138,7 +1150,7 @@ def _build_facts(
         responses=tuple(responses),
         problems=tuple(probs),
         unavailable=frozenset(unavailable),
-        availability=MappingProxyType(dict(availability or {})),
+        availability=MappingProxyType(availability),
     )
 
 

@@ -222,3 +222,34 @@ def test_a_draft_order_too_large_for_strict_validation_is_read_tolerantly(monkey
     assert facts_builder.build_facts("p", [], {"resourceType": "Bundle", "entry": [{"resource": small}]},
                                      NOW).draft.read_tolerantly is False
     assert validated  # a draft of the usual size is validated as before
+
+
+def _administration(i: int, when: datetime) -> dict:
+    return {"resourceType": "MedicationAdministration", "id": f"a{i}", "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": "1942950"}]},
+            "subject": {"reference": "Patient/p"}, "effectiveDateTime": when.isoformat(),
+            "dosage": {"dose": {"value": 1.5, "unit": "mg", "system": units.UCUM_SYSTEM, "code": "mg"}}}
+
+
+def test_more_administrations_than_any_course_are_not_read(monkeypatch):
+    """Reconstructing a course compares each dose with those before it (5,000 took 2 s): more than
+    MAX_ADMINISTRATIONS_READ is no course history, and the cards say the history was not read."""
+    from app.engine import course as course_module
+    from app.engine import evaluate_next_dose
+    from app.engine.facts import Domain
+    from app.engine.policy import Policy
+
+    placed = []
+    real = course_module.place_doses
+    monkeypatch.setattr(course_module, "place_doses", lambda given, policy: placed.append(len(given)) or real(given, policy))
+    many = [_administration(i, NOW - timedelta(hours=5000 - i)) for i in range(5000)]
+    facts = facts_builder.build_facts("p", many, None, NOW)
+    assert facts.doses_given == ()
+    status = facts.status(Domain.ADMINISTRATIONS)
+    assert not status.read_whole and "5,000 administrations on record" in status.text()
+    decisions = evaluate_next_dose(facts, NOW, Policy())
+    assert decisions and all(d.code.value != "proceed" for d in decisions)
+    assert not any(n > facts_builder.MAX_ADMINISTRATIONS_READ for n in placed)
+    course = [_administration(i, NOW - timedelta(days=7 * (3 - i))) for i in range(3)]
+    assert len(facts_builder.build_facts("p", course, None, NOW).doses_given) == 3  # a course is read
