@@ -158,3 +158,20 @@ def test_templates_are_filled_as_by_the_token_expression(pieces):
         assert got.unfilled == {"k": missing} and not got.queries
     else:
         assert got.queries == {"k": _TOKEN.sub(lambda m: values[m.group(1)], template)}
+
+
+_REF_PARTS = st.sampled_from(["MedicationRequest", "ServiceRequest", "1", "a-2", "urn:uuid:x", "http://e/fhir",
+                              "", "/", "MedicationRequest/1", "x/MedicationRequest"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(st.fixed_dictionaries({}, optional={
+           "fullUrl": st.lists(_REF_PARTS, max_size=4).map("/".join),
+           "resource": st.fixed_dictionaries({"resourceType": _REF_PARTS, "id": _REF_PARTS})}), max_size=6),
+       selections=st.lists(st.lists(_REF_PARTS, min_size=1, max_size=3).map("/".join), max_size=6))
+def test_narrowing_to_selections_is_the_pairwise_match(entries, selections):
+    """The set lookup keeps exactly the entries the pairwise `_matches` keeps (issue #11 bounds)."""
+    from cds_hooks.orders import _matches
+
+    got = narrow_to_selections({"resourceType": "Bundle", "entry": entries}, selections)["entry"]
+    assert got == [e for e in entries if any(_matches(e, s) for s in selections)]
