@@ -1176,7 +1176,8 @@ def _drafts(
                                      ref_of(r)))
     if not drug_orders:
         return None, others
-    selected = [o for o in drug_orders if selections and ref_of(o) in selections]
+    chosen_refs = set(selections or ())
+    selected = [o for o in drug_orders if ref_of(o) in chosen_refs]
     chosen = (selected or drug_orders)[0]
     if len(drug_orders) > 1:
         probs.append(DataProblem(
