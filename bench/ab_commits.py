@@ -4,7 +4,8 @@
     .venv/bin/python bench/ab_commits.py HEAD~3 --only order-sign --rounds 5 --seconds 8
 
 Checks the ref out into a temporary git worktree, starts both products with bench/side_by_side.py's
-settings (one worker, uvloop, httptools, embedded demo FHIR, a fresh SQLite card store each), checks
+settings (one worker, uvloop, httptools, embedded demo FHIR, a fresh SQLite card store each) and
+the bench FHIR server (bench/fhir_app.py, for the fetch-mode body), checks
 that both give the same cards for each body, then runs wrk -c8 against them in turn (A B A B ...)
 and prints throughput, CPU per request (/proc utime+stime) and p99 of each run, and the medians.
 This machine's speed drifts within minutes, hence the alternation. A script that prints figures,
@@ -50,7 +51,9 @@ def main() -> None:
             servers.append(sbs.start(name, "app.http.app:create_app", tmp, factory=True, env={
                 "BESPONSA_DATABASE_URL": f"sqlite:///{tmp}/{name}.db", "BESPONSA_EMBEDDED_FHIR": "true"}))
         sbs.ROOT = ROOT
-        all_bodies = bodies(datetime.now(UTC), "http://127.0.0.1:1/fhir")
+        fhir = sbs.start("fhir", "bench.fhir_app:app", tmp)  # the chart of fetch-mode calls
+        servers.append(fhir)
+        all_bodies = bodies(datetime.now(UTC), fhir.base + "/fhir")
         print(f"before = {args.ref}, after = working tree of {ROOT}; wrk -c{args.connections}, {args.rounds} rounds")
         for name in args.only.split(","):
             service, body = all_bodies[name]
@@ -60,21 +63,24 @@ def main() -> None:
             script = tmp / f"{name}.lua"
             script.write_text(sbs.LUA % {"body": tmp / f"{name}.json"})
             answers = []
-            for server in servers:
+            products = [s for s in servers if s.name != "fhir"]
+            for server in products:
                 for _ in range(3):
                     sbs.request(server, "POST", path, raw)
                 answers.append(sbs._decisions(sbs.request(server, "POST", path, raw)[1]))
             print(f"\n{name}: same cards before and after: {answers[0] == answers[1]} {[a[0] for a in answers[1]]}")
-            runs: dict[str, list[sbs.Run]] = {s.name: [] for s in servers}
+            runs: dict[str, list[sbs.Run]] = {s.name: [] for s in products}
             for _ in range(args.rounds):
-                for server in servers:
+                for server in products:
                     run = sbs.wrk(server, path, script, args.seconds, args.connections)
                     runs[server.name].append(run)
-                    print(f"  {server.name:7} {run.rps:7.1f} req/s  CPU/request {run.cpu_ms:5.2f} ms  p99 {run.p99_ms:6.0f} ms")
-            med = {k: (statistics.median(r.rps for r in v), statistics.median(r.cpu_ms for r in v)) for k, v in runs.items()}
-            print(f"  medians: before {med['before'][0]:.1f} req/s, {med['before'][1]:.2f} ms; after "
-                  f"{med['after'][0]:.1f} req/s, {med['after'][1]:.2f} ms; CPU per request after/before "
-                  f"{med['after'][1] / med['before'][1]:.2f}")
+                    print(f"  {server.name:7} {run.rps:7.1f} req/s  CPU/request {run.cpu_ms:5.2f} ms  "
+                          f"p50 {run.p50_ms:6.0f} ms  p99 {run.p99_ms:6.0f} ms")
+            med = {k: (statistics.median(r.rps for r in v), statistics.median(r.cpu_ms for r in v),
+                       statistics.median(r.p99_ms for r in v)) for k, v in runs.items()}
+            print(f"  medians: before {med['before'][0]:.1f} req/s, {med['before'][1]:.2f} ms, p99 "
+                  f"{med['before'][2]:.0f} ms; after {med['after'][0]:.1f} req/s, {med['after'][1]:.2f} ms, p99 "
+                  f"{med['after'][2]:.0f} ms; CPU per request after/before {med['after'][1] / med['before'][1]:.2f}")
     finally:
         for server in servers:
             server.stop()
