@@ -36,6 +36,10 @@ class UnitError(ValueError):
     """A unit that cannot be read or converted to the wanted unit."""
 
 
+class ParseBudgetSpent(UnitError):
+    """A unit not seen before, past the block's `parse_budget`: not read."""
+
+
 def shown(text: Any) -> str:
     """repr() of a unit (or a value) for a message, cut to SHOWN_CHARS characters."""
     if isinstance(text, str) and len(text) > SHOWN_CHARS:
@@ -60,7 +64,7 @@ def _spend_parse() -> None:
     left = _parses_left.get()
     if left is not None:
         if left[0] <= 0:
-            raise UnitError("too many different units in one request to read them all")
+            raise ParseBudgetSpent("too many different units in one request to read them all")
         left[0] -= 1
 
 
@@ -258,6 +262,8 @@ def factor(frm: str, to: str, substance: str | None = None) -> float:
 
     try:
         return to_mol_per_l(frm) / to_mol_per_l(to)
+    except ParseBudgetSpent:
+        raise  # its own words: the unit was not read, not found unconvertible
     except UnitError as exc:
         raise UnitError(f"cannot convert {shown(frm)} to {shown(to)} for {substance}") from exc
 
