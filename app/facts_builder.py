@@ -57,6 +57,7 @@ from app.terminology import (
     named_as_drug,
     terminology,
 )
+from fhir_mappings.bounded import BoundedCache
 from fhir_mappings.codes import ValueSetIndex, coding_key_fast, codings, concept_text
 from fhir_mappings.conditions import condition_statuses, condition_usable
 from fhir_mappings.dates import effective, parse_datetime, parse_datetime_text, period_start
@@ -549,20 +550,12 @@ def _measurement_fast(
     value = float(v) if scale == 1.0 else float(f"{float(v) * scale:.9g}")  # as units.convert
     if value < 0 or value > plausible_max:
         return _measurement(analyte, key, obs, el, eff, problems)
-    ranges = el.get("referenceRange")
-    low = high = None
-    if ranges:
-        r = ranges[0] if type(ranges) is list and len(ranges) == 1 else None
-        if type(r) is dict and not r.get("appliesTo") and not r.get("age") and not r.get("type"):
-            low, high = r.get("low"), r.get("high")
-            low, high = (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None)
-        else:
-            low, high = reference_limits(el)
+    low, high = _range_limits(el)
     return _new_measurement(
         analyte, value, eff, ref_of(obs),
         canonical,  # what Measurement.__post_init__ sets
-        _limit_fast(high, ucum, canonical, substance) if high else None,
-        _limit_fast(low, ucum, canonical, substance) if low else None,
+        _plain_limit(high, ucum, canonical, substance) if high else None,
+        _plain_limit(low, ucum, canonical, substance) if low else None,
         obs.get("status", "final"),
         key,
         f"{v:g} {unit or code or ''}".strip(),  # as read_value's text
@@ -577,7 +570,7 @@ def _long(members: tuple[Any, ...]) -> bool:
     """True when a str among `members` is too long to be a cache key (units.CACHED_CHARS)."""
     return any(type(m) is str and len(m) > CACHED_CHARS for m in members)
 _PLAN_CACHE_MAX = 4096
-_value_plans: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+_value_plans = BoundedCache(_PLAN_CACHE_MAX)
 
 
 def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
@@ -629,25 +622,14 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     if plan is _GENERAL:
         if _long(plan_key):  # every cache entry kept small: such units are read the general way
             return _GENERAL
-        plan = _value_plan(akeys[key], key, *plan_key[1:])
-        if len(_value_plans) >= _PLAN_CACHE_MAX:
-            _value_plans.clear()
-        _value_plans[plan_key] = plan
+        plan = _value_plans.keep(plan_key, _value_plan(akeys[key], key, *plan_key[1:]))
     if plan is None:
         return _GENERAL
     analyte, ucum, scale, canonical, substance, plausible_max, method, text_unit = plan
     value = float(v) if scale == 1.0 else float(f"{float(v) * scale:.9g}")  # as units.convert
     if value < 0 or value > plausible_max:
         return _GENERAL
-    low = high = None
-    ranges = obs.get("referenceRange")
-    if ranges:
-        r = ranges[0] if type(ranges) is list and len(ranges) == 1 else None
-        if type(r) is dict and not r.get("appliesTo") and not r.get("age") and not r.get("type"):
-            low, high = r.get("low"), r.get("high")
-            low, high = (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None)
-        else:
-            low, high = reference_limits(obs)
+    low, high = _range_limits(obs)
     m = object.__new__(Measurement)
     object.__setattr__(m, "__dict__", {
         "analyte": analyte, "value": value, "effective": eff, "reference": ref_of(obs),
@@ -661,12 +643,24 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     return m
 
 
-_plain_limits: dict[tuple[Any, ...], float | None] = {}
+def _range_limits(element: dict) -> tuple[dict | None, dict | None]:
+    """reference_limits, with its common case (one plain range, or none) read inline."""
+    ranges = element.get("referenceRange")
+    if not ranges:
+        return None, None
+    r = ranges[0] if type(ranges) is list and len(ranges) == 1 else None
+    if type(r) is dict and not r.get("appliesTo") and not r.get("age") and not r.get("type"):
+        low, high = r.get("low"), r.get("high")
+        return (low if isinstance(low, dict) else None), (high if isinstance(high, dict) else None)
+    return reference_limits(element)
+
+
+_plain_limits = BoundedCache(_PLAN_CACHE_MAX)
 
 
 def _plain_limit(q: dict, value_ucum: str, canonical: str, substance: str | None) -> float | None:
     """`_limit` of a numeric range limit, kept per value and unit (limits repeat across every result
-    of an analyte); anything else is converted each time."""
+    of an analyte); anything else (a bool, text, unhashable or long members) is converted each time."""
     v = q.get("value")
     if type(v) is not float and type(v) is not int:  # bools, text: `_limit` says no
         return _limit(q, value_ucum, canonical, substance)
@@ -679,10 +673,7 @@ def _plain_limit(q: dict, value_ucum: str, canonical: str, substance: str | None
         return _limit(q, value_ucum, canonical, substance)
     if _long(key):  # every cache entry kept small
         return _limit(q, value_ucum, canonical, substance)
-    if len(_plain_limits) >= _PLAN_CACHE_MAX:
-        _plain_limits.clear()
-    limit = _plain_limits[key] = _limit(q, value_ucum, canonical, substance)
-    return limit
+    return _plain_limits.keep(key, _limit(q, value_ucum, canonical, substance))
 
 
 def _value_plan(analyte: Analyte, key: str, unit: Any, code: Any, system: Any) -> tuple[Any, ...] | None:
@@ -738,23 +729,6 @@ def _unit_plan(unit: Any, code: Any, system: Any, canonical: str, substance: str
         return ucum, factor(ucum, canonical, substance)
     except UnitError:
         return None
-
-
-def _limit_fast(q: dict, value_ucum: str, canonical: str, substance: str | None) -> float | None:
-    if _long((q.get("unit"), q.get("code"), q.get("system"))):
-        return _limit(q, value_ucum, canonical, substance)
-    try:
-        return _limit_cached(q.get("value"), q.get("unit"), q.get("code"), q.get("system"),
-                             value_ucum, canonical, substance)
-    except TypeError:  # unhashable members: the general path
-        return _limit(q, value_ucum, canonical, substance)
-
-
-@lru_cache(maxsize=4096, typed=True)  # typed: True and 1 are different limits
-def _limit_cached(value: Any, unit: Any, code: Any, system: Any, value_ucum: str, canonical: str,
-                  substance: str | None) -> float | None:
-    return _limit({"value": value, "unit": unit, "code": code, "system": system},
-                  value_ucum, canonical, substance)
 
 
 def _limit(q: dict | None, value_ucum: str, canonical: str, substance: str | None) -> float | None:

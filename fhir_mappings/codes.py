@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fhir_mappings.bounded import BoundedCache
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -133,7 +135,7 @@ def concept_keys(concept: Any) -> list[str]:
 
 _CACHED_CHARS = 256  # longer systems or codes are looked up uncached (cache entries stay small)
 _CACHE_MAX = 8192
-_coding_keys: dict[tuple[Any, Any], str | None] = {}
+_coding_keys = BoundedCache(_CACHE_MAX)
 _MISSING = object()
 
 
@@ -148,9 +150,7 @@ def coding_key_fast(system: Any, code: Any) -> str | None:
     key = coding_key(system if isinstance(system, str) else None, code)
     if not ((type(system) is str and len(system) > _CACHED_CHARS)
             or (type(code) is str and len(code) > _CACHED_CHARS)):
-        if len(_coding_keys) >= _CACHE_MAX:
-            _coding_keys.clear()
-        _coding_keys[(system, code)] = key
+        _coding_keys.keep((system, code), key)
     return key
 
 
@@ -172,7 +172,7 @@ class ValueSetIndex:
     exact: dict[str, set[str]] = field(default_factory=dict)
     prefixes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # system -> (prefix, vs)
     rows: list[ValueSetRow] = field(default_factory=list)
-    _sets_of_key: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # memo
+    _sets_of_key: BoundedCache = field(default_factory=lambda: BoundedCache(_CACHE_MAX), repr=False)  # memo
 
     def add(self, row: ValueSetRow) -> None:
         self._sets_of_key.clear()
@@ -209,10 +209,8 @@ class ValueSetIndex:
                 if code.startswith(prefix):
                     found.add(vs)
         known = frozenset(found)
-        if len(key) <= 2 * _CACHED_CHARS:  # keys repeat across a chart's resources; bounded
-            if len(self._sets_of_key) >= 8192:
-                self._sets_of_key.clear()
-            self._sets_of_key[key] = known
+        if len(key) <= 2 * _CACHED_CHARS:  # keys repeat across a chart's resources
+            self._sets_of_key.keep(key, known)
         return known
 
     def value_sets_of(self, concept: Any) -> frozenset[str]:

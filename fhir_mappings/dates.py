@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir_mappings.bounded import BoundedCache
+
 
 def parse_datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
@@ -22,7 +24,7 @@ def parse_datetime(value: Any) -> datetime | None:
 # longer than _CACHED_CHARS (a FHIR instant is at most 35 characters).
 _CACHED_CHARS = 64
 _CACHE_MAX = 4096
-_parsed: dict[str, datetime | None] = {}
+_parsed = BoundedCache(_CACHE_MAX)
 _MISSING = object()
 
 
@@ -33,9 +35,7 @@ def parse_datetime_text(value: str) -> datetime | None:
         return known  # type: ignore[return-value]
     dt = _parse(value)
     if len(value) <= _CACHED_CHARS:
-        if len(_parsed) >= _CACHE_MAX:
-            _parsed.clear()
-        _parsed[value] = dt
+        _parsed.keep(value, dt)
     return dt
 
 

@@ -40,7 +40,7 @@ def counted_parses(monkeypatch):
 
     monkeypatch.setattr(registry, "from_ucum", counting)
     caches = (units._is_ucum, units._pint_factor, units.factor, units._to_ucum_cached,
-              facts_builder._unit_plan, facts_builder._limit_cached)
+              facts_builder._unit_plan)
 
     def clear() -> None:
         for cache in caches:
@@ -99,8 +99,7 @@ def test_one_hook_calls_facts_parse_at_most_the_per_call_budget(counted_parses):
 
 def test_long_unit_members_stay_out_of_the_caches(counted_parses, monkeypatch):
     asked: list[tuple] = []
-    for module, name in ((units, "_to_ucum_cached"), (facts_builder, "_unit_plan"),
-                         (facts_builder, "_limit_cached")):
+    for module, name in ((units, "_to_ucum_cached"), (facts_builder, "_unit_plan")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _real=real: asked.append(a) or _real(*a))
     long_unit = "u" * (units.CACHED_CHARS + 1)

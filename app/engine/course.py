@@ -423,9 +423,9 @@ def response_at(facts: ClinicalFacts, policy: Policy, first_dose: datetime | Non
 
 def _shared(facts: ClinicalFacts, key: tuple[Any, ...], policy: Policy, compute: Callable[[], T]) -> T:
     """compute(), kept in the facts' shared memo under `key` and the policy (by identity)."""
-    memo = facts.shared_memo
+    memo, key = facts.shared_memo, (*key, id(policy))
     try:
-        policy_of, value = memo[(*key, id(policy))]
+        policy_of, value = memo[key]
         if policy_of is policy:
             return value
     except KeyError:
@@ -433,7 +433,7 @@ def _shared(facts: ClinicalFacts, key: tuple[Any, ...], policy: Policy, compute:
     except TypeError:  # an unhashable key member: not kept
         return compute()
     value = compute()
-    memo[(*key, id(policy))] = (policy, value)
+    memo[key] = (policy, value)
     return value
 
 
