@@ -174,7 +174,8 @@ class _State:
     requests: list[tuple[str, bool]] = field(default_factory=list)
 
 
-def _run(pool_class: type, state: _State, max_connections: int, max_keepalive: int) -> tuple:
+def _run(pool_class: type, state: _State, max_connections: int, max_keepalive: int, *,
+         between_sweeps: bool = False) -> tuple:
     created: list[str] = []
 
     class Pool(pool_class):  # type: ignore[misc, valid-type]
@@ -184,6 +185,8 @@ def _run(pool_class: type, state: _State, max_connections: int, max_keepalive: i
             return conn
 
     pool = Pool(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+    if between_sweeps:  # the last sweep of every connection was just now
+        pool._swept_at = __import__("time").monotonic()
     pool._connections = [_Conn(**c) for c in state.connections]
     pool._requests = [_PoolReq(_Req(_Url(origin)), queued) for origin, queued in state.requests]
     closing = pool._assign_requests_to_connections()
@@ -208,6 +211,36 @@ def test_the_pool_places_requests_exactly_as_httpcore(connections: list[dict[str
     ours = _run(fhir_client._Pool, state, max_connections, max_keepalive)
     theirs = _run(httpcore.AsyncConnectionPool, state, max_connections, max_keepalive)
     assert ours == theirs
+
+
+@settings(max_examples=400, deadline=None)
+@given(connections=st.lists(_connection.filter(lambda c: not c["expired"]), max_size=20),
+       requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
+       max_connections=st.integers(1, 20), max_keepalive=st.integers(0, 20))
+def test_between_sweeps_the_pool_places_requests_as_httpcore_while_nothing_expired(
+        connections: list[dict[str, Any]], requests: list[tuple[str, bool]],
+        max_connections: int, max_keepalive: int) -> None:
+    state = _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
+    ours = _run(fhir_client._Pool, state, max_connections, max_keepalive, between_sweeps=True)
+    theirs = _run(httpcore.AsyncConnectionPool, state, max_connections, max_keepalive)
+    assert ours == theirs
+
+
+@settings(max_examples=400, deadline=None)
+@given(connections=st.lists(_connection, max_size=20),
+       requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
+       max_connections=st.integers(1, 20), max_keepalive=st.integers(0, 20))
+def test_between_sweeps_no_request_goes_out_on_a_closed_or_expired_connection(
+        connections: list[dict[str, Any]], requests: list[tuple[str, bool]],
+        max_connections: int, max_keepalive: int) -> None:
+    state = _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
+    kept, closing, placed, created = _run(fhir_client._Pool, state, max_connections, max_keepalive,
+                                          between_sweeps=True)
+    bad = {f"c{i}" for i, c in enumerate(connections) if c["closed"] or (c["idle"] and c["expired"])}
+    newly = [p for p, (_, queued) in zip(placed, requests) if queued and p is not None]
+    assert not bad & set(newly)
+    assert not {f"c{i}" for i, c in enumerate(connections) if c["closed"]} & set(kept + closing)
+    assert len(kept) <= max(max_connections, len(connections))
 
 
 @pytest.fixture(autouse=True)
