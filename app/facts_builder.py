@@ -443,7 +443,10 @@ def _measurements(
         if plain is not None:
             m = plain(obs, akeys, wanted, horizon)
             if m is not _GENERAL:
-                if m is not None:
+                if type(m) is tuple:  # before the horizon: what the general way below does
+                    eff, key = m
+                    older.setdefault(akeys[key], []).append((eff, key, obs, obs))
+                elif m is not None:
                     out.append(m)
                 return
         if obs.get("status") not in KEPT_STATUSES:
@@ -579,8 +582,10 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     order-sign call is reading its 200 results): a kept status, an analyte code among the first
     codings, no components, an effectiveDateTime at or after `horizon`, and what
     `_measurement_fast` reads fast. Returns its Measurement, None when the result is not one the
-    rules read (its status or its codes), or _GENERAL for anything else, which `classify` then reads
-    the general way (a same-facts test compares both on every fixture)."""
+    rules read (its status or its codes), (effective, code) when it is one of an analyte dated
+    before `horizon` (`classify` sets it aside as the general way does, without reading it again),
+    or _GENERAL for anything else, which `classify` then reads the general way (a same-facts test
+    compares both on every fixture)."""
     status = obs.get("status")
     code = obs.get("code")
     if type(status) is not str or type(code) is not dict or obs.get("component"):
@@ -604,11 +609,15 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
     if key is None:  # no analyte code: a status or response Observation, or none the rules read
         return _GENERAL if codes else None
     when = obs.get("effectiveDateTime")
-    q = obs.get("valueQuantity")
-    if type(when) is not str or not when or type(q) is not dict or q.get("comparator"):
+    if type(when) is not str or not when:
         return _GENERAL
     eff = parse_datetime_text(when)
-    if eff is None or (horizon is not None and eff < horizon):
+    if eff is None:
+        return _GENERAL
+    if horizon is not None and eff < horizon:  # as the general way: set aside, maybe read later
+        return eff, key
+    q = obs.get("valueQuantity")
+    if type(q) is not dict or q.get("comparator"):
         return _GENERAL
     v = q.get("value")
     if not ((type(v) is float and math.isfinite(v)) or (type(v) is int and -_MAX_EXACT_INT < v < _MAX_EXACT_INT)):
