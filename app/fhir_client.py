@@ -61,20 +61,24 @@ class _Backend(AnyIOBackend):
 
 
 class _Pool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its bookkeeping made linear; it places requests as httpcore does.
+    """httpcore's pool with its bookkeeping made linear and its queue placed one request per free
+    connection (issue #11: together, retrieval at concurrency 8 in about half the CPU).
 
-    httpcore 1.0 re-scans its connections for every queued request and, for every idle connection,
-    builds a list of all of them (only to take its length) each time a request starts or ends:
-    quadratic in the pool size and in the queue, a quarter of a fetch-mode call's CPU (issue #11).
-    Here the same decisions are taken with each state read once, a request is not re-tried in a
-    pass once one for its origin found no connection (nothing changed in between), and the pass
-    ends once the pool is full and busy (the queue behind waits; httpcore scanned all of it).
-
-    httpcore also asks every idle connection whether the server closed it (a poll(2) of its socket)
-    each time a request starts or ends: ~60 polls per request at concurrency 8, a fifth of a
-    fetch-mode call's CPU. Here the idle connection a request is about to take is asked, always, so
-    no request goes out on a connection the server closed or whose keep-alive ran out; the others
-    are swept as httpcore does at most every SWEEP_SECONDS, so that a closed one is let go soon."""
+    - httpcore 1.0 re-scans its connections for every queued request and, for every idle
+      connection, builds a list of all of them (only to take its length) each time a request starts
+      or ends. Here each state is read once, a request is not re-tried in a pass once one for its
+      origin found no connection, and the pass ends once the pool is full and busy.
+    - httpcore gives one free HTTP/1.1 connection to *every* queued request of a pass (a request
+      holds its connection only once its task runs); all but one then fail with
+      ConnectionNotAvailable and queue again: with 100 queued, ~11 attempts per request. Here a
+      connection given to a request that has not started yet is reserved for it (HTTP/1.1 only:
+      an HTTP/2 connection multiplexes).
+    - httpcore asks every idle connection whether the server closed it (a poll(2) of its socket)
+      each time a request starts or ends: ~60 polls per request at concurrency 8. Here the idle
+      connection a request is about to take is asked, always, so no request goes out on a
+      connection the server closed or whose keep-alive ran out; the others are swept as httpcore
+      does at most every SWEEP_SECONDS, so that a closed one is let go soon.
+    """
 
     SWEEP_SECONDS = 1.0
     _swept_at = float("-inf")
@@ -82,6 +86,8 @@ class _Pool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[Any]:
         closing: list[Any] = []
         connections = self._connections
+        # connections given to requests whose task has not taken them yet (HTTP/1.1: one each)
+        reserved = set() if self._http2 else {id(r.connection) for r in self._requests if r.connection is not None}
         now = time.monotonic()
         sweep = now - self._swept_at >= self.SWEEP_SECONDS
         if sweep:
@@ -89,6 +95,8 @@ class _Pool(httpcore.AsyncConnectionPool):
         for connection in list(connections):
             if connection.is_closed():
                 connections.remove(connection)
+            elif id(connection) in reserved:
+                continue
             elif sweep and connection.has_expired():
                 connections.remove(connection)
                 closing.append(connection)
@@ -104,12 +112,12 @@ class _Pool(httpcore.AsyncConnectionPool):
             origin = pool_request.request.url.origin
             if origin in blocked:
                 continue
-            connection = self._available(origin, closing)
+            connection = self._available(origin, closing, reserved)
             if connection is None:
                 if len(connections) >= self._max_connections:
-                    idle = next((c for c in connections if c.is_idle()), None)
+                    idle = next((c for c in connections if c.is_idle() and id(c) not in reserved), None)
                     if idle is None:
-                        if not any(c.is_available() for c in connections):
+                        if not any(c.is_available() and id(c) not in reserved for c in connections):
                             break  # full, nothing idle, nothing free: no queued request can be placed
                         blocked.append(origin)
                         continue
@@ -118,15 +126,17 @@ class _Pool(httpcore.AsyncConnectionPool):
                 connection = self.create_connection(origin)
                 connections.append(connection)
             pool_request.assign_to_connection(connection)
+            if not self._http2:
+                reserved.add(id(connection))
         return closing
 
-    def _available(self, origin: Any, closing: list[Any]) -> Any:
-        """The first connection that can take a request for `origin` now; one that turns out
-        expired or closed by the server (httpcore's has_expired) is let go on the way."""
+    def _available(self, origin: Any, closing: list[Any], reserved: set[int]) -> Any:
+        """The first unreserved connection that can take a request for `origin` now; one that
+        turns out expired or closed by the server (httpcore's has_expired) is let go on the way."""
         connections = self._connections
         while True:
-            connection = next((c for c in connections if c.can_handle_request(origin) and c.is_available()),
-                              None)
+            connection = next((c for c in connections if c.can_handle_request(origin) and c.is_available()
+                               and id(c) not in reserved), None)
             if connection is None or not (connection.is_idle() and connection.has_expired()):
                 return connection
             connections.remove(connection)

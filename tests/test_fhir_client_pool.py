@@ -86,6 +86,30 @@ def test_many_concurrent_queries_share_a_bounded_pool() -> None:
     assert server.connections <= fhir_client._LIMITS.max_connections  # every connection kept alive and reused
 
 
+def test_each_request_is_sent_once_no_connection_handed_to_several_waiting_requests(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = 0
+    send = httpcore.AsyncHTTPConnection.handle_async_request
+
+    async def counted(self: Any, request: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await send(self, request)
+
+    monkeypatch.setattr(httpcore.AsyncHTTPConnection, "handle_async_request", counted)
+
+    async def run() -> None:
+        async with _Server(delay=0.002) as base:
+            statuses = await asyncio.gather(*[_get(f"{base}/Observation?n={i}") for i in range(200)])
+            assert statuses == [200] * 200
+            await fhir_client.aclose()
+
+    asyncio.run(run())
+    # httpcore's own pool gives a freed connection to every queued request; all but one then
+    # fail with ConnectionNotAvailable and queue again (several attempts per request)
+    assert attempts == 200
+
+
 def test_a_connection_the_server_closed_is_never_reused() -> None:
     async def run() -> _Server:
         server = _Server(close_after=1)
@@ -241,6 +265,37 @@ def test_between_sweeps_no_request_goes_out_on_a_closed_or_expired_connection(
     assert not bad & set(newly)
     assert not {f"c{i}" for i, c in enumerate(connections) if c["closed"]} & set(kept + closing)
     assert len(kept) <= max(max_connections, len(connections))
+
+
+@dataclass(eq=False)
+class _WaitingPoolReq(_PoolReq):
+    """As httpcore's: the request holds its connection only once its task runs (the connection
+    stays idle and available until then)."""
+
+    def assign_to_connection(self, connection: _Conn) -> None:
+        self.connection = connection
+        self.queued = False
+
+
+def test_a_free_connection_goes_to_one_waiting_request_in_and_across_passes() -> None:
+    def pool_of(pool_class: type) -> Any:
+        pool = pool_class(max_connections=2, max_keepalive_connections=2)
+        pool._connections = [_Conn(f"c{i}", "http://a", idle=True, available=True) for i in range(2)]
+        pool._requests = [_WaitingPoolReq(_Req(_Url("http://a"))) for _ in range(5)]
+        return pool
+
+    ours = pool_of(fhir_client._Pool)
+    assert ours._assign_requests_to_connections() == []
+    assert [r.connection.name if r.connection else None for r in ours._requests] == ["c0", "c1", None, None, None]
+    ours._assign_requests_to_connections()  # another request starts or ends before those two ran
+    assert [r.connection.name if r.connection else None for r in ours._requests] == ["c0", "c1", None, None, None]
+    ours._requests.pop(0)  # the first one is done: c0 is free again
+    ours._assign_requests_to_connections()
+    assert [r.connection.name if r.connection else None for r in ours._requests] == ["c1", "c0", None, None]
+
+    theirs = pool_of(httpcore.AsyncConnectionPool)  # the herd the reservation avoids
+    theirs._assign_requests_to_connections()
+    assert [r.connection.name for r in theirs._requests] == ["c0"] * 5
 
 
 @pytest.fixture(autouse=True)
