@@ -224,6 +224,9 @@ _connection = st.fixed_dictionaries({
     "idle": st.booleans(), "available": st.booleans()})
 
 
+# With requests that take their connection as they are placed (_PoolReq), the pool's decisions
+# are httpcore's; with requests that take it later, as httpcore's really do, it differs on purpose
+# (test_a_free_connection_goes_to_one_waiting_request_in_and_across_passes).
 @settings(max_examples=400, deadline=None)
 @given(connections=st.lists(_connection, max_size=20),
        requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
