@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_fetch_retrieval.py          # 30 calls after a warm-up
     .venv/bin/python bench/bench_fetch_retrieval.py --prof   # and a cProfile of 30 more
+    .venv/bin/python bench/bench_fetch_retrieval.py --concurrency 8   # 8 calls at once, as under wrk -c8
 
 Starts bench/fhir_app.py (the benchmark charts) on a random loopback port and runs
 retrieval.collect for the fetch-mode patient's 14 queries through app/fhir_client.py's pooled
@@ -31,15 +32,19 @@ try:
     queries = {k: v.replace("{{context.patientId}}", pid) for k, v in PREFETCH_TEMPLATES.items()}
     async def one():
         return await retrieval.collect({}, queries, fhir_server=body["fhirServer"], access_token=None, required=frozenset(), timeout_seconds=10, max_pages=20)
+    conc = int(sys.argv[sys.argv.index("--concurrency") + 1]) if "--concurrency" in sys.argv else 1
+    async def wave():
+        return (await asyncio.gather(*(one() for _ in range(conc))))[-1]
     async def run(n, prof=None):
         global n_req
-        for _ in range(3): got = await one()
+        for _ in range(3): got = await wave()
         n_req = 0
         t = time.process_time(); w = time.perf_counter()
         if prof: prof.enable()
-        for _ in range(n): got = await one()
+        for _ in range(n): got = await wave()
         if prof: prof.disable()
-        print(f"per call: CPU {(time.process_time()-t)/n*1000:.1f} ms wall {(time.perf_counter()-w)/n*1000:.1f} ms, requests {n_req/n:.1f}, resources {len(got.resources)}")
+        calls = n * conc
+        print(f"per call ({conc} at once): CPU {(time.process_time()-t)/calls*1000:.1f} ms wall {(time.perf_counter()-w)/n*1000:.1f} ms a wave, requests {n_req/calls:.1f}, resources {len(got.resources)}")
     gc.collect(); gc.freeze()
     asyncio.run(run(30))
     if "--prof" in sys.argv:
