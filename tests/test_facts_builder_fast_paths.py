@@ -181,6 +181,22 @@ ODD_RESULTS = [
     {"valueQuantity": {"value": 0.9, "unit": "mg/dL", "code": ["mg/dL"]}},
     {"valueQuantity": {"value": float("nan"), "unit": "mg/dL"}},
     {"component": []},
+    # limits of a value in the canonical unit read as the value's own (_limit_in_unit)
+    {"referenceRange": [{"low": {"value": 0.2, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+                         "high": {"value": 1.2, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"valueQuantity": {"value": 0.9, "unit": "mg/dL"},
+     "referenceRange": [{"low": {"value": 0, "unit": "mg/dL"}, "high": {"value": 1, "unit": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": 1.2, "system": UCUM}}]},
+    {"referenceRange": [{"high": {"value": 1.2, "unit": "mg/dL", "system": UCUM, "code": "mg/dl"}}]},
+    {"referenceRange": [{"high": {"value": 1.2, "unit": "mg/dL", "system": "http://example.org", "code": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": 20, "unit": "umol/L", "system": UCUM, "code": "umol/L"}}]},
+    {"referenceRange": [{"high": {"value": float("inf"), "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": 10**400, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": 2**60, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": -0.0, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"referenceRange": [{"high": {"value": False, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
+    {"valueQuantity": {"value": 15, "unit": "umol/L", "system": UCUM, "code": "umol/L"},
+     "referenceRange": [{"high": {"value": 20, "unit": "umol/L", "system": UCUM, "code": "umol/L"}}]},
 ]
 
 
