@@ -634,22 +634,14 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
         plan = _value_plans.keep(plan_key, _value_plan(akeys[key], key, *plan_key[1:]))
     if plan is None:
         return _GENERAL
-    analyte, ucum, scale, canonical, substance, plausible_max, method, text_unit, in_unit = plan
+    analyte, ucum, scale, canonical, substance, plausible_max, method, text_unit = plan
     value = float(v) if scale == 1.0 else float(f"{float(v) * scale:.9g}")  # as units.convert
     if value < 0 or value > plausible_max:
         return _GENERAL
     low, high = _range_limits(obs)
-    uln = lln = _NOT_READ
-    if in_unit:  # the value is in the canonical unit: so is a limit in the same unit (or none)
-        if high:
-            uln = _limit_in_unit(high, plan_key)
-        if low:
-            lln = _limit_in_unit(low, plan_key)
     try:
-        if uln is _NOT_READ:
-            uln = _plain_limit(high, ucum, canonical, substance) if high else None
-        if lln is _NOT_READ:
-            lln = _plain_limit(low, ucum, canonical, substance) if low else None
+        uln = _plain_limit(high, ucum, canonical, substance) if high else None
+        lln = _plain_limit(low, ucum, canonical, substance) if low else None
     except Exception:  # noqa: BLE001 - e.g. an int limit too large for a float: the general way
         return _GENERAL  # reports it as this analyte's unusable result, dated (convert_one)
     m = object.__new__(Measurement)
@@ -661,23 +653,6 @@ def _plain_result(obs: dict, akeys: dict[str, Analyte], wanted: frozenset[str],
         "method": method, "specimen": None,
     })
     return m
-
-
-_NOT_READ = object()
-
-
-def _limit_in_unit(q: dict, plan_key: tuple[Any, ...]) -> Any:
-    """`_limit` of a range limit of a value already in the canonical unit, when the limit is a
-    finite number with the value's unit members (`plan_key`: analyte code, unit, code, system) or no unit
-    (it then takes the value's): the number itself, as units.convert gives it at factor 1.
-    _NOT_READ for anything else (`_plain_limit` converts it)."""
-    v = q.get("value")
-    if not ((type(v) is float and math.isfinite(v)) or (type(v) is int and -_MAX_EXACT_INT < v < _MAX_EXACT_INT)):
-        return _NOT_READ
-    unit, code = q.get("unit"), q.get("code")
-    if (unit or code) and (unit != plan_key[1] or code != plan_key[2] or q.get("system") != plan_key[3]):
-        return _NOT_READ
-    return float(v)
 
 
 def _range_limits(element: dict) -> tuple[dict | None, dict | None]:
@@ -724,10 +699,7 @@ def _value_plan(analyte: Analyte, key: str, unit: Any, code: Any, system: Any) -
         return None
     ucum, scale = plan
     method = QTC_METHODS.get(key) if analyte == Analyte.QTC else None
-    # a limit with the same unit members is in the canonical unit too (`_limit_in_unit`): only for
-    # str/None members, whose == is exact
-    in_unit = scale == 1.0 and all(m is None or type(m) is str for m in (unit, code, system))
-    return analyte, ucum, scale, canonical, substance, plausible_max, method, unit or code or "", in_unit
+    return analyte, ucum, scale, canonical, substance, plausible_max, method, unit or code or ""
 
 
 # A frozen dataclass sets each field through object.__setattr__: a third of a result's cost. The
