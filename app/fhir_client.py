@@ -71,9 +71,8 @@ class _Pool(httpcore.AsyncConnectionPool):
     - httpcore gives one free HTTP/1.1 connection to *every* queued request of a pass (a request
       holds its connection only once its task runs); all but one then fail with
       ConnectionNotAvailable and queue again: 6.8 sends per request with 200 in flight
-      (tests/test_fhir_client_pool.py). Here a
-      connection given to a request that has not started yet is reserved for it (HTTP/1.1 only:
-      an HTTP/2 connection multiplexes).
+      (tests/test_fhir_client_pool.py). Here a connection given to a request that has not
+      started yet is reserved for it (HTTP/1.1 only: an HTTP/2 connection multiplexes).
     - httpcore asks every idle connection whether the server closed it (a poll(2) of its socket)
       each time a request starts or ends: ~60 polls per request at concurrency 8. Here the idle
       connection a request is about to take is asked, always, so no request goes out on a

@@ -181,7 +181,8 @@ ODD_RESULTS = [
     {"valueQuantity": {"value": 0.9, "unit": "mg/dL", "code": ["mg/dL"]}},
     {"valueQuantity": {"value": float("nan"), "unit": "mg/dL"}},
     {"component": []},
-    # limits of a value in the canonical unit read as the value's own (_limit_in_unit)
+    # reference limits in the value's unit members, in none, in others, and ones the fast reader
+    # cannot convert (an int too large for a float: the general way reports it, dated)
     {"referenceRange": [{"low": {"value": 0.2, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
                          "high": {"value": 1.2, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"}}]},
     {"valueQuantity": {"value": 0.9, "unit": "mg/dL"},

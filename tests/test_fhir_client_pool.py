@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +211,7 @@ def _run(pool_class: type, state: _State, max_connections: int, max_keepalive: i
 
     pool = Pool(max_connections=max_connections, max_keepalive_connections=max_keepalive)
     if between_sweeps:  # the last sweep of every connection was just now
-        pool._swept_at = __import__("time").monotonic()
+        pool._swept_at = time.monotonic()
     pool._connections = [_Conn(**c) for c in state.connections]
     pool._requests = [_PoolReq(_Req(_Url(origin)), queued) for origin, queued in state.requests]
     closing = pool._assign_requests_to_connections()
@@ -222,45 +223,47 @@ _origins = st.sampled_from(["http://a", "http://b", "https://c"])
 _connection = st.fixed_dictionaries({
     "origin": _origins, "closed": st.booleans(), "expired": st.booleans(),
     "idle": st.booleans(), "available": st.booleans()})
+# the other arguments of every generated pool state (requests: origin, queued)
+_POOL_ARGS = {"requests": st.lists(st.tuples(_origins, st.booleans()), max_size=40),
+              "max_connections": st.integers(1, 20), "max_keepalive": st.integers(0, 20)}
+
+
+def _named(connections: list[dict[str, Any]], requests: list[tuple[str, bool]]) -> _State:
+    """The generated connections named c0, c1, ... in order."""
+    return _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
 
 
 # With requests that take their connection as they are placed (_PoolReq), the pool's decisions
 # are httpcore's; with requests that take it later, as httpcore's really do, it differs on purpose
 # (test_a_free_connection_goes_to_one_waiting_request_in_and_across_passes).
 @settings(max_examples=400, deadline=None)
-@given(connections=st.lists(_connection, max_size=20),
-       requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
-       max_connections=st.integers(1, 20), max_keepalive=st.integers(0, 20))
+@given(connections=st.lists(_connection, max_size=20), **_POOL_ARGS)
 def test_the_pool_places_requests_exactly_as_httpcore(connections: list[dict[str, Any]],
                                                       requests: list[tuple[str, bool]],
                                                       max_connections: int, max_keepalive: int) -> None:
-    state = _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
+    state = _named(connections, requests)
     ours = _run(fhir_client._Pool, state, max_connections, max_keepalive)
     theirs = _run(httpcore.AsyncConnectionPool, state, max_connections, max_keepalive)
     assert ours == theirs
 
 
 @settings(max_examples=400, deadline=None)
-@given(connections=st.lists(_connection.filter(lambda c: not c["expired"]), max_size=20),
-       requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
-       max_connections=st.integers(1, 20), max_keepalive=st.integers(0, 20))
+@given(connections=st.lists(_connection.filter(lambda c: not c["expired"]), max_size=20), **_POOL_ARGS)
 def test_between_sweeps_the_pool_places_requests_as_httpcore_while_nothing_expired(
         connections: list[dict[str, Any]], requests: list[tuple[str, bool]],
         max_connections: int, max_keepalive: int) -> None:
-    state = _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
+    state = _named(connections, requests)
     ours = _run(fhir_client._Pool, state, max_connections, max_keepalive, between_sweeps=True)
     theirs = _run(httpcore.AsyncConnectionPool, state, max_connections, max_keepalive)
     assert ours == theirs
 
 
 @settings(max_examples=400, deadline=None)
-@given(connections=st.lists(_connection, max_size=20),
-       requests=st.lists(st.tuples(_origins, st.booleans()), max_size=40),
-       max_connections=st.integers(1, 20), max_keepalive=st.integers(0, 20))
+@given(connections=st.lists(_connection, max_size=20), **_POOL_ARGS)
 def test_between_sweeps_no_request_goes_out_on_a_closed_or_expired_connection(
         connections: list[dict[str, Any]], requests: list[tuple[str, bool]],
         max_connections: int, max_keepalive: int) -> None:
-    state = _State([{**c, "name": f"c{i}"} for i, c in enumerate(connections)], requests)
+    state = _named(connections, requests)
     kept, closing, placed, created = _run(fhir_client._Pool, state, max_connections, max_keepalive,
                                           between_sweeps=True)
     bad = {f"c{i}" for i, c in enumerate(connections) if c["closed"] or (c["idle"] and c["expired"])}
